@@ -1,0 +1,46 @@
+# statefs-qemu: the two commands users need are `make qemu-test` and `make test`.
+# Every target installs what it needs first (scripts/setup-host.sh is idempotent and quiet).
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+ARCH    ?= aarch64
+PYTEST_ARGS ?=
+
+.PHONY: help setup test unit lint fmt image qemu-test bench clean
+
+help:
+	@echo "make qemu-test   boot the VM and prove the marker contract (installs what is missing)"
+	@echo "make test        lint + every host test + the QEMU tests (what CI runs)"
+	@echo "make unit        host tests only, no VM"
+	@echo "make image       build the guest image into build/images/$(ARCH)"
+	@echo "make lint        ruff check + format check"
+	@echo "make bench       print the benchmark tables"
+
+setup:
+	@./scripts/setup-host.sh
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+unit: setup
+	$(PY) -m pytest -m "not qemu" $(PYTEST_ARGS)
+
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+image: setup
+	$(PY) -m harness image --arch $(ARCH)
+
+qemu-test: setup
+	./scripts/qemu-test.sh
+
+bench: setup
+	$(PY) -m bench
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""PID 1 of the VM: mounts, modules, the console contract, services, power-off."""
