@@ -114,7 +114,7 @@ def main() -> None:
             raise ValueError(f"unknown sq.mode={mode!r} (known: {', '.join(sorted(MODES))})")
         handler(params)
         emit("init: done, powering off")
-    except Exception as exc:  # PID 1 must survive anything to report it and power off.
+    except Exception as exc:  # noqa: BLE001 - PID 1 must survive anything to report it and power off
         emit(f"init: fatal {type(exc).__name__}: {exc}")
         for line in traceback.format_exc().splitlines():
             emit(line)

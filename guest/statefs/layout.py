@@ -1,0 +1,235 @@
+"""On-disk format of statefs, version 1: every constant, width and struct in one place.
+
+``docs/storage/statefs.md`` describes this byte for byte; ``tests/statefs/test_format_doc.py``
+reads the field tables below and checks the document's tables agree. All integers are
+little-endian. The layout of a device with ``N`` sectors of ``S`` bytes::
+
+    LBA 0            superblock slot 0
+    LBA 1            superblock slot 1
+    LBA 2 .. 2+R     journal region 0      R = (N - 2) // 2 sectors
+    LBA 2+R .. 2+2R  journal region 1
+
+One region is active (named by the newest valid superblock); the other receives the next
+compaction. A region holds a sequence of records, each starting on a sector boundary.
+"""
+
+import struct
+from dataclasses import dataclass
+
+from guest.statefs.crc import crc32c
+from guest.statefs.paths import MAX_KEY_BYTES
+
+FORMAT_VERSION = 1
+
+SUPERBLOCK_MAGIC = b"NXSB"
+RECORD_MAGIC = b"NXSF"
+
+SUPERBLOCK_SLOTS = 2
+REGION_COUNT = 2
+
+#: Record kinds. A TXN carries the operations of one commit group (one ``sync()``); a SEAL is
+#: an empty record written on open after a torn tail, so that debris of the torn group can
+#: never be mistaken for a later group with the same sequence number.
+KIND_TXN = 1
+KIND_SEAL = 2
+RECORD_KINDS = (KIND_TXN, KIND_SEAL)
+
+OP_PUT = 1
+OP_DELETE = 2
+OP_CODES = (OP_PUT, OP_DELETE)
+
+#: Largest value, in bytes (a larger put fails with EFBIG).
+MAX_VALUE_BYTES = 64 * 1024
+
+#: Field tables: (name, struct code, meaning). The structs below are built from them.
+SUPERBLOCK_FIELDS = (
+    ("magic", "4s", 'b"NXSB"'),
+    ("crc", "I", "CRC-32C of bytes 8..63 of this struct"),
+    ("version", "H", "format version, 1"),
+    ("struct_bytes", "H", "size of this struct, 64"),
+    ("sector_size", "I", "device sector size the store was formatted with"),
+    ("sector_count", "Q", "device sectors the store was formatted with"),
+    ("generation", "Q", "incremented on every superblock write; the higher valid copy wins"),
+    ("epoch", "I", "records of the active region must carry this epoch"),
+    ("active_region", "I", "0 or 1"),
+    ("region_sectors", "Q", "sectors in each region (R)"),
+    ("volume_id", "Q", "random at format; salts every record CRC"),
+    ("record_limit", "I", "largest record in bytes, header included"),
+    ("reserved", "4s", "zero"),
+)
+RECORD_FIELDS = (
+    ("magic", "4s", 'b"NXSF"'),
+    ("crc", "I", "CRC-32C seeded with the volume salt, of bytes 8..31 and the payload"),
+    ("epoch", "I", "the superblock's epoch when written"),
+    ("seq", "Q", "commit group number in this epoch, from 1, no gaps"),
+    ("kind", "B", "1 = TXN, 2 = SEAL"),
+    ("flags", "B", "zero"),
+    ("reserved", "H", "zero"),
+    ("op_count", "I", "operations in the payload (0 for a SEAL)"),
+    ("payload_bytes", "I", "bytes of operations after this header"),
+)
+OP_FIELDS = (
+    ("op", "B", "1 = PUT, 2 = DELETE"),
+    ("flags", "B", "zero"),
+    ("key_bytes", "H", "UTF-8 key length, 1..512"),
+    ("value_bytes", "I", "value length, 0..65536 (0 for DELETE)"),
+)
+
+
+def _struct(fields: tuple[tuple[str, str, str], ...]) -> struct.Struct:
+    return struct.Struct("<" + "".join(code for _, code, _ in fields))
+
+
+SUPERBLOCK = _struct(SUPERBLOCK_FIELDS)
+RECORD_HEADER = _struct(RECORD_FIELDS)
+OP_HEADER = _struct(OP_FIELDS)
+
+SUPERBLOCK_BYTES = SUPERBLOCK.size  # 64
+RECORD_HEADER_BYTES = RECORD_HEADER.size  # 32
+OP_HEADER_BYTES = OP_HEADER.size  # 8
+
+#: Byte offset of the first CRC-covered byte in a superblock and in a record header.
+CRC_COVERS_FROM = 8
+
+#: Largest single operation: op header + longest key + largest value.
+MAX_OP_BYTES = OP_HEADER_BYTES + MAX_KEY_BYTES + MAX_VALUE_BYTES
+#: Default largest record (header + payload). It bounds one commit group, the memory replay
+#: needs for one record, and the window replay scans past the end of the journal.
+DEFAULT_RECORD_LIMIT = 4 * 1024 * 1024
+#: A region must hold at least this many records of the largest size.
+MIN_RECORDS_PER_REGION = 4
+
+
+def round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def min_record_limit(sector_size: int) -> int:
+    """Smallest record limit that still holds one largest operation."""
+    return round_up(RECORD_HEADER_BYTES + MAX_OP_BYTES, sector_size)
+
+
+def volume_salt(volume_id: int) -> int:
+    """Seed for record CRCs: records of another volume (an earlier format) never verify."""
+    return crc32c(volume_id.to_bytes(8, "little"))
+
+
+@dataclass(frozen=True)
+class Superblock:
+    """Decoded superblock (the CRC is checked on decode and recomputed on encode)."""
+
+    sector_size: int
+    sector_count: int
+    generation: int
+    epoch: int
+    active_region: int
+    region_sectors: int
+    volume_id: int
+    record_limit: int
+
+    def region_start(self, region: int) -> int:
+        """First LBA of ``region``."""
+        return SUPERBLOCK_SLOTS + region * self.region_sectors
+
+    @property
+    def region_bytes(self) -> int:
+        return self.region_sectors * self.sector_size
+
+    @property
+    def salt(self) -> int:
+        return volume_salt(self.volume_id)
+
+    def encode(self) -> bytes:
+        """The superblock sector: the 64-byte struct followed by zeros."""
+        body = SUPERBLOCK.pack(
+            SUPERBLOCK_MAGIC,
+            0,
+            FORMAT_VERSION,
+            SUPERBLOCK_BYTES,
+            self.sector_size,
+            self.sector_count,
+            self.generation,
+            self.epoch,
+            self.active_region,
+            self.region_sectors,
+            self.volume_id,
+            self.record_limit,
+            bytes(4),
+        )
+        crc = crc32c(body[CRC_COVERS_FROM:])
+        body = body[:4] + crc.to_bytes(4, "little") + body[CRC_COVERS_FROM:]
+        return body + bytes(self.sector_size - SUPERBLOCK_BYTES)
+
+
+def decode_superblock(sector: bytes) -> tuple[Superblock | None, str]:
+    """Decode one superblock sector: ``(superblock, "")`` or ``(None, reason)``.
+
+    Reasons are stable strings (tests and fsck compare them): ``empty`` (no magic: never
+    written or not ours), ``crc mismatch``, ``unsupported version N``, ``bad field: ...``.
+    """
+    if len(sector) < SUPERBLOCK_BYTES or sector[:4] != SUPERBLOCK_MAGIC:
+        return None, "empty"
+    fields = SUPERBLOCK.unpack_from(sector)
+    (_, crc, version, struct_bytes, sector_size, sector_count, generation, epoch, active,
+     region_sectors, volume_id, record_limit, reserved) = fields  # fmt: skip
+    if crc32c(sector[CRC_COVERS_FROM:SUPERBLOCK_BYTES]) != crc:
+        return None, "crc mismatch"
+    if version != FORMAT_VERSION:
+        return None, f"unsupported version {version}"
+    problems = []
+    if struct_bytes != SUPERBLOCK_BYTES:
+        problems.append(f"struct_bytes={struct_bytes}")
+    if sector_size not in (512, 1024, 2048, 4096):
+        problems.append(f"sector_size={sector_size}")
+    if active not in (0, 1):
+        problems.append(f"active_region={active}")
+    if region_sectors < 1 or SUPERBLOCK_SLOTS + REGION_COUNT * region_sectors > sector_count:
+        problems.append(f"region_sectors={region_sectors}")
+    if (
+        record_limit < min_record_limit(sector_size)
+        or record_limit % sector_size
+        or record_limit * MIN_RECORDS_PER_REGION > region_sectors * sector_size
+    ):
+        problems.append(f"record_limit={record_limit}")
+    if reserved != bytes(4):
+        problems.append("reserved bytes not zero")
+    if problems:
+        return None, "bad field: " + ", ".join(problems)
+    return (
+        Superblock(
+            sector_size=sector_size,
+            sector_count=sector_count,
+            generation=generation,
+            epoch=epoch,
+            active_region=active,
+            region_sectors=region_sectors,
+            volume_id=volume_id,
+            record_limit=record_limit,
+        ),
+        "",
+    )
+
+
+def encode_op(op: int, key: bytes, value: bytes = b"") -> bytes:
+    return OP_HEADER.pack(op, 0, len(key), len(value)) + key + value
+
+
+def encode_record(
+    *,
+    kind: int,
+    epoch: int,
+    seq: int,
+    op_count: int,
+    payload: bytes | bytearray,
+    salt: int,
+    sector_size: int,
+) -> bytes:
+    """A record padded with zeros to whole sectors, ready to write at a sector boundary."""
+    header = RECORD_HEADER.pack(RECORD_MAGIC, 0, epoch, seq, kind, 0, 0, op_count, len(payload))
+    crc = crc32c(payload, crc32c(header[CRC_COVERS_FROM:], salt))
+    total = RECORD_HEADER_BYTES + len(payload)
+    padded = round_up(total, sector_size)
+    return b"".join(
+        (header[:4], crc.to_bytes(4, "little"), header[CRC_COVERS_FROM:], payload,
+         bytes(padded - total))
+    )  # fmt: skip

@@ -1,0 +1,260 @@
+"""Journal replay: rebuild the live key/value set from the active region.
+
+Replay is a pure function of the device's bytes: the same bytes always give the same state or
+the same error. It reads records from the start of the region, each at a sector boundary, and
+stops at the first position that does not hold the next record (bad magic, a length out of
+bounds, a CRC mismatch, another epoch, another sequence number). What it found there is the
+``tail_reason``.
+
+Stopping is only safe if that position really is the end of what was committed. A torn write
+can only damage the last record (the one whose ``sync()`` never returned), and the next record
+is written only after that one's flush completed, so: if a *later* record (sequence number
+greater than the expected one) verifies anywhere in the window where it could start, the
+stopping point is damage in the middle of the journal, and replay raises
+:class:`CorruptionError` instead of silently dropping committed groups.
+
+Bounds (all from the superblock, none from the data): at most ``region_bytes`` are replayed; one
+record is at most ``record_limit`` bytes; the damage scan reads at most ``record_limit`` plus one
+sector past the end and verifies at most ``SCAN_CRC_BUDGET_RECORDS`` records' worth of bytes.
+"""
+
+import re
+from dataclasses import dataclass, field
+
+from guest.statefs.crc import crc32c
+from guest.statefs.errors import CorruptionError
+from guest.statefs.layout import (
+    CRC_COVERS_FROM,
+    KIND_SEAL,
+    KIND_TXN,
+    OP_DELETE,
+    OP_HEADER,
+    OP_HEADER_BYTES,
+    OP_PUT,
+    RECORD_HEADER,
+    RECORD_HEADER_BYTES,
+    RECORD_MAGIC,
+    Superblock,
+    round_up,
+)
+from guest.statefs.paths import MAX_KEY_BYTES, normalize_key
+
+#: Device bytes read per request while replaying.
+READ_CHUNK_BYTES = 1 << 20
+#: The damage scan verifies at most this many largest-records' worth of CRC bytes.
+SCAN_CRC_BUDGET_RECORDS = 4
+
+_FAST_KEY = re.compile(r"/state(?:/(?!\.\.?(?:/|$))[^/\x00-\x1f\x7f]{1,255})+")
+
+
+def is_normal_key(key: str) -> bool:
+    """True if ``key`` is already in normal form (fast path for ASCII keys)."""
+    if key.isascii():
+        return _FAST_KEY.fullmatch(key) is not None and len(key) <= MAX_KEY_BYTES
+    try:
+        return normalize_key(key) == key
+    except OSError:
+        return False
+
+
+@dataclass
+class ReplayResult:
+    """What replay rebuilt and where the journal ends."""
+
+    live: dict[str, bytes]
+    live_bytes: int
+    next_seq: int
+    end_offset: int
+    records: int
+    ops: int
+    tail_reason: str
+    #: The header at ``end_offset`` belongs to this epoch and the expected sequence number but
+    #: did not verify: the remains of a torn group, which must be sealed before writing.
+    torn_tail: bool
+    bytes_read: int
+    warnings: list[str] = field(default_factory=list)
+
+
+class _RegionReader:
+    """Reads a region through a sliding buffer, never past the region's end."""
+
+    def __init__(self, dev, sb: Superblock) -> None:
+        self._dev = dev
+        self._start_lba = sb.region_start(sb.active_region)
+        self._region_bytes = sb.region_bytes
+        self._ss = sb.sector_size
+        self._base = 0
+        self._buf = memoryview(b"")
+        self.bytes_read = 0
+
+    def view(self, offset: int, length: int) -> memoryview:
+        """Up to ``length`` bytes at ``offset`` (fewer only at the region's end)."""
+        end = min(offset + length, self._region_bytes)
+        if offset >= end:
+            return memoryview(b"")
+        if offset < self._base or end > self._base + len(self._buf):
+            first = offset // self._ss
+            last = (
+                min(round_up(max(end, offset + READ_CHUNK_BYTES), self._ss), self._region_bytes)
+                // self._ss
+            )
+            data = self._dev.read(self._start_lba + first, last - first)
+            self.bytes_read += len(data)
+            self._base = first * self._ss
+            self._buf = memoryview(data)
+        return self._buf[offset - self._base : end - self._base]
+
+
+def _check_header(header: memoryview, sb: Superblock) -> tuple[tuple[int, ...] | None, str]:
+    if len(header) < RECORD_HEADER_BYTES:
+        return None, "end of region"
+    if header[:4] != RECORD_MAGIC:
+        return None, "zeros" if not any(header) else "no record"
+    fields = RECORD_HEADER.unpack(header)
+    if fields[8] > sb.record_limit - RECORD_HEADER_BYTES:
+        return None, "length out of bounds"
+    return fields, ""
+
+
+def _verify(reader: _RegionReader, offset: int, fields: tuple[int, ...], sb: Superblock) -> bool:
+    payload_bytes = fields[8]
+    if offset + RECORD_HEADER_BYTES + payload_bytes > sb.region_bytes:
+        return False
+    covered = reader.view(offset + CRC_COVERS_FROM, RECORD_HEADER_BYTES - CRC_COVERS_FROM)
+    covered_crc = crc32c(covered, sb.salt)
+    payload = reader.view(offset + RECORD_HEADER_BYTES, payload_bytes)
+    return crc32c(payload, covered_crc) == fields[1]
+
+
+def _apply_ops(
+    payload: memoryview, op_count: int, live: dict[str, bytes], where: str
+) -> tuple[int, int]:
+    """Apply a verified TXN's operations; returns (ops applied, live-bytes delta)."""
+    pos = 0
+    end = len(payload)
+    delta = 0
+    unpack_op = OP_HEADER.unpack_from
+    for _ in range(op_count):
+        if pos + OP_HEADER_BYTES > end:
+            raise CorruptionError(f"{where}: operation header runs past the payload")
+        op, flags, key_len, value_len = unpack_op(payload, pos)
+        pos += OP_HEADER_BYTES
+        if flags or key_len == 0 or key_len > MAX_KEY_BYTES or pos + key_len + value_len > end:
+            raise CorruptionError(f"{where}: malformed operation header at payload byte {pos}")
+        try:
+            key = str(payload[pos : pos + key_len], "utf-8")
+        except UnicodeDecodeError:
+            raise CorruptionError(f"{where}: key is not UTF-8") from None
+        if not is_normal_key(key):
+            raise CorruptionError(f"{where}: key {key!r} is not a normalized /state key")
+        pos += key_len
+        if op == OP_PUT:
+            value = bytes(payload[pos : pos + value_len])
+            pos += value_len
+            old = live.get(key)
+            if old is not None:
+                delta -= OP_HEADER_BYTES + key_len + len(old)
+            live[key] = value
+            delta += OP_HEADER_BYTES + key_len + value_len
+        elif op == OP_DELETE and value_len == 0:
+            old = live.pop(key, None)
+            if old is not None:
+                delta -= OP_HEADER_BYTES + key_len + len(old)
+        else:
+            raise CorruptionError(f"{where}: unknown operation {op} (value_bytes={value_len})")
+    if pos != end:
+        raise CorruptionError(f"{where}: {end - pos} bytes after the last operation")
+    return op_count, delta
+
+
+def replay(dev, sb: Superblock) -> ReplayResult:
+    """Replay the active region of ``dev`` described by ``sb``."""
+    reader = _RegionReader(dev, sb)
+    ss = sb.sector_size
+    live: dict[str, bytes] = {}
+    live_bytes = 0
+    offset = 0
+    seq = 1
+    records = ops = 0
+    start_lba = sb.region_start(sb.active_region)
+    while True:
+        fields, reason = _check_header(reader.view(offset, RECORD_HEADER_BYTES), sb)
+        if fields is None:
+            break
+        if not _verify(reader, offset, fields, sb):
+            reason = "crc mismatch"
+            break
+        _, _, epoch, rec_seq, kind, flags, reserved, op_count, payload_bytes = fields
+        if epoch != sb.epoch:
+            reason = "stale epoch"
+            break
+        if rec_seq != seq:
+            reason = "stale seq" if rec_seq < seq else "seq ahead"
+            break
+        where = f"record seq {seq} at LBA {start_lba + offset // ss}"
+        if flags or reserved or kind not in (KIND_TXN, KIND_SEAL):
+            raise CorruptionError(f"{where}: unknown kind {kind} or non-zero flags", lba=None)
+        if kind == KIND_SEAL:
+            if op_count or payload_bytes:
+                raise CorruptionError(f"{where}: SEAL record with a payload")
+        else:
+            payload = reader.view(offset + RECORD_HEADER_BYTES, payload_bytes)
+            applied, delta = _apply_ops(payload, op_count, live, where)
+            ops += applied
+            live_bytes += delta
+        records += 1
+        seq += 1
+        offset += round_up(RECORD_HEADER_BYTES + payload_bytes, ss)
+        if offset >= sb.region_bytes:
+            reason = "end of region"
+            break
+
+    _scan_for_later_records(reader, sb, offset, seq)
+    torn = False
+    if reason in ("crc mismatch", "length out of bounds"):
+        header = RECORD_HEADER.unpack(reader.view(offset, RECORD_HEADER_BYTES))
+        torn = header[2] == sb.epoch and header[3] == seq
+    return ReplayResult(
+        live=live,
+        live_bytes=live_bytes,
+        next_seq=seq,
+        end_offset=offset,
+        records=records,
+        ops=ops,
+        tail_reason=reason,
+        torn_tail=torn,
+        bytes_read=reader.bytes_read,
+    )
+
+
+def _scan_for_later_records(reader: _RegionReader, sb: Superblock, end: int, seq: int) -> None:
+    """Raise CorruptionError if a record newer than ``seq`` verifies where it could start.
+
+    The record with sequence number ``seq`` would have started at ``end`` and is at most
+    ``record_limit`` bytes, so a record ``seq + 1`` (or later) can only start at a sector
+    boundary in ``[end, end + record_limit]``.
+    """
+    ss = sb.sector_size
+    window = reader.view(end, sb.record_limit + ss)
+    window = bytes(window)  # the reader's buffer moves while candidates are verified
+    budget = SCAN_CRC_BUDGET_RECORDS * sb.record_limit
+    pos = window.find(RECORD_MAGIC)
+    while pos >= 0:
+        if pos % ss == 0 and pos + RECORD_HEADER_BYTES <= len(window):
+            fields = RECORD_HEADER.unpack_from(window, pos)
+            if fields[2] == sb.epoch and fields[3] > seq and fields[8] <= sb.record_limit:
+                budget -= RECORD_HEADER_BYTES + fields[8]
+                if budget < 0:
+                    raise CorruptionError(
+                        "journal tail holds too many record-like sectors to check; "
+                        "refusing to guess where it ends"
+                    )
+                if _verify(reader, end + pos, fields, sb):
+                    lba = sb.region_start(sb.active_region) + (end + pos) // ss
+                    raise CorruptionError(
+                        f"journal damaged at LBA {sb.region_start(sb.active_region) + end // ss}"
+                        f" (record seq {seq} missing or unreadable) but record seq {fields[3]}"
+                        f" was committed after it at LBA {lba}",
+                        lba=sb.region_start(sb.active_region) + end // ss,
+                    )
+        pos = window.find(RECORD_MAGIC, pos + 1)

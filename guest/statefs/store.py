@@ -1,0 +1,488 @@
+"""The statefs store: a journaled key/value map over a block device.
+
+Writes (``put``, ``delete``) change the in-memory map at once and are appended to the pending
+commit group; ``sync()`` writes the group as one record at the end of the active region and
+flushes. ``sync()`` is the commit point: after it returns, every change made before it is
+durable, as a unit; a crash before it returns leaves either all of them or none.
+
+Invariants the design argues for (``docs/storage/statefs.md`` has the full argument):
+
+* a record is written once, at a sector boundary, into sectors no committed record uses, so a
+  sector holding synced records is never rewritten;
+* every record and superblock carries a CRC-32C, and records carry the superblock's epoch and
+  a CRC salted with the volume id, so stale bytes are never replayed;
+* compaction writes the live set into the other region and switches over with one superblock
+  write, the single commit point.
+
+After an I/O error the store refuses further writes (``EIO``) until reopened: what reached the
+disk is unknown, and replay on reopen is the only honest way to find out.
+"""
+
+import errno
+import os
+import time
+from dataclasses import dataclass
+
+from guest.statefs.compaction import snapshot_bytes_bound, snapshot_records
+from guest.statefs.errors import StatefsError
+from guest.statefs.layout import (
+    DEFAULT_RECORD_LIMIT,
+    KIND_SEAL,
+    KIND_TXN,
+    MAX_VALUE_BYTES,
+    MIN_RECORDS_PER_REGION,
+    OP_DELETE,
+    OP_HEADER,
+    OP_HEADER_BYTES,
+    OP_PUT,
+    RECORD_HEADER_BYTES,
+    REGION_COUNT,
+    SUPERBLOCK_SLOTS,
+    Superblock,
+    encode_record,
+    min_record_limit,
+)
+from guest.statefs.paths import normalize_key, normalize_prefix
+from guest.statefs.replay import ReplayResult, is_normal_key, replay
+from guest.statefs.superblock import choose as choose_superblock
+from guest.statefs.superblock import read_slots
+
+#: The live set may fill at most this fraction of a region (LIVE_FILL_NUM / LIVE_FILL_DEN), so
+#: a region just compacted still has room for new commit groups.
+LIVE_FILL_NUM, LIVE_FILL_DEN = 7, 8
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Tunables that do not change the on-disk format.
+
+    ``compact_min_bytes`` and ``compact_garbage_ratio``: ``sync()`` compacts instead of
+    appending when the journal would exceed both ``compact_min_bytes`` and
+    ``compact_garbage_ratio`` times the size of a fresh snapshot. That keeps replay time
+    proportional to the live set, not to the history. It also compacts when the next record
+    does not fit in the region at all.
+    """
+
+    compact_min_bytes: int = 1 << 20
+    compact_garbage_ratio: float = 4.0
+    read_only: bool = False
+
+    def __post_init__(self) -> None:
+        if self.compact_min_bytes < 0 or self.compact_garbage_ratio < 1.0:
+            raise StatefsError(errno.EINVAL, "compaction thresholds out of range")
+
+
+def layout_for(dev, record_limit: int | None = None) -> tuple[int, int]:
+    """(region_sectors, record_limit) for a device, or EINVAL if it is too small."""
+    ss = dev.sector_size
+    region_sectors = (dev.sector_count - SUPERBLOCK_SLOTS) // REGION_COUNT
+    region_bytes = region_sectors * ss
+    smallest = min_record_limit(ss)
+    if record_limit is None:
+        record_limit = min(DEFAULT_RECORD_LIMIT, region_bytes // MIN_RECORDS_PER_REGION)
+        record_limit -= record_limit % ss
+        record_limit = max(record_limit, smallest)
+    if record_limit < smallest or record_limit % ss:
+        raise StatefsError(errno.EINVAL, f"record limit must be a multiple of {ss} >= {smallest}")
+    if region_bytes < MIN_RECORDS_PER_REGION * record_limit:
+        need = SUPERBLOCK_SLOTS * ss + REGION_COUNT * MIN_RECORDS_PER_REGION * record_limit
+        raise StatefsError(
+            errno.EINVAL, f"device of {dev.size_bytes} bytes is too small (need {need} bytes)"
+        )
+    return region_sectors, record_limit
+
+
+class Store:
+    """A journaled key/value store; open one with :meth:`open` or :meth:`format`."""
+
+    def __init__(self, dev, sb: Superblock, slot: int, result: ReplayResult, config: StoreConfig):
+        self._dev = dev
+        self._sb = sb
+        self._slot = slot
+        self._config = config
+        self._live: dict[str, bytes] | None = result.live
+        self._live_bytes = result.live_bytes
+        self._offset = result.end_offset
+        self._seq = result.next_seq
+        self._pending = bytearray()
+        self._pending_ops = 0
+        self._failed: BaseException | None = None
+        self.replay = result
+        self.counters = {
+            "syncs": 0,
+            "records_written": 0,
+            "bytes_written": 0,
+            "flushes": 0,
+            "compactions": 0,
+            "seals": 0,
+        }
+
+    # -- opening -----------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, dev, config: StoreConfig | None = None) -> "Store":
+        """Open the store on ``dev``: choose the superblock, replay the active region.
+
+        Raises ``UnformattedError`` (ENODATA) on a device that was never formatted and
+        ``CorruptionError`` (EIO) on damage; neither writes anything.
+        """
+        config = config or StoreConfig()
+        started = time.perf_counter()
+        current = choose_superblock(read_slots(dev))
+        sb = current.superblock
+        if sb.sector_size != dev.sector_size:
+            raise StatefsError(
+                errno.EINVAL,
+                f"store was formatted with {sb.sector_size}-byte sectors, "
+                f"device has {dev.sector_size}",
+            )
+        if sb.sector_count > dev.sector_count:
+            raise StatefsError(
+                errno.EIO,
+                f"device has {dev.sector_count} sectors, store needs {sb.sector_count}",
+            )
+        result = replay(dev, sb)
+        store = cls(dev, sb, current.slot, result, config)
+        store.replay_seconds = time.perf_counter() - started
+        if result.torn_tail and not config.read_only:
+            store._seal()
+        return store
+
+    @classmethod
+    def format(
+        cls,
+        dev,
+        config: StoreConfig | None = None,
+        *,
+        volume_id: int | None = None,
+        epoch: int | None = None,
+        record_limit: int | None = None,
+    ) -> "Store":
+        """Write a new, empty store to ``dev`` and return it open.
+
+        The new superblock gets a generation above any valid one on the device, so it wins
+        over an earlier store the moment its write completes (and loses, leaving the old store
+        whole, if that write is torn). The random volume id salts every record CRC, so records
+        of any earlier format are never replayed.
+        """
+        config = config or StoreConfig()
+        if config.read_only:
+            raise StatefsError(errno.EROFS, "cannot format a read-only store")
+        region_sectors, record_limit = layout_for(dev, record_limit)
+        slots = read_slots(dev)
+        newest = max(
+            (state for state in slots if state.valid),
+            key=lambda state: state.superblock.generation,
+            default=None,
+        )
+        generation = newest.superblock.generation + 1 if newest else 1
+        slot = 1 - newest.slot if newest else 0
+        if volume_id is None:
+            volume_id = int.from_bytes(os.urandom(8), "little")
+        if epoch is None:
+            epoch = int.from_bytes(os.urandom(4), "little")
+        sb = Superblock(
+            sector_size=dev.sector_size,
+            sector_count=dev.sector_count,
+            generation=generation,
+            epoch=epoch,
+            active_region=0,
+            region_sectors=region_sectors,
+            volume_id=volume_id,
+            record_limit=record_limit,
+        )
+        dev.write(slot, sb.encode())
+        dev.flush()
+        # Retire the other copy, so an older store can never win over this one later.
+        dev.write(1 - slot, bytes(dev.sector_size))
+        dev.flush()
+        return cls.open(dev, config)
+
+    @classmethod
+    def open_or_format(cls, dev, config: StoreConfig | None = None) -> tuple["Store", bool]:
+        """Open the store, formatting only a device that holds none; returns (store, formatted).
+
+        A damaged store is never formatted over: that raises like :meth:`open`.
+        """
+        from guest.statefs.errors import UnformattedError
+
+        try:
+            return cls.open(dev, config), False
+        except UnformattedError:
+            return cls.format(dev, config), True
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get(self, key: str | bytes) -> bytes:
+        """The value of ``key``; ENOENT if absent. Sees unsynced writes."""
+        live = self._live
+        if live is None:
+            raise StatefsError(errno.EBADF, "store is closed")
+        value = live.get(key) if isinstance(key, str) else None
+        if value is not None:
+            return value
+        value = live.get(normalize_key(key))
+        if value is None:
+            raise StatefsError(errno.ENOENT, f"no such key: {normalize_key(key)}")
+        return value
+
+    def list(self, prefix: str | bytes = "/state") -> list[str]:
+        """Sorted keys equal to ``prefix`` or below it (path prefix, not string prefix)."""
+        live = self._require_open()
+        base = normalize_prefix(prefix)
+        below = base + "/"
+        return sorted(key for key in live if key == base or key.startswith(below))
+
+    def __contains__(self, key: str | bytes) -> bool:
+        live = self._require_open()
+        return normalize_key(key) in live
+
+    def __len__(self) -> int:
+        return len(self._require_open())
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def put(self, key: str | bytes, value: bytes | bytearray | memoryview) -> None:
+        """Set ``key`` to ``value`` (durable at the next ``sync()``)."""
+        live = self._require_writable()
+        if not (isinstance(key, str) and (key in live or is_normal_key(key))):
+            key = normalize_key(key)
+        if not isinstance(value, bytes | bytearray | memoryview):
+            raise StatefsError(errno.EINVAL, f"value must be bytes, not {type(value).__name__}")
+        value = bytes(value)
+        if len(value) > MAX_VALUE_BYTES:
+            raise StatefsError(
+                errno.EFBIG, f"value of {len(value)} bytes exceeds {MAX_VALUE_BYTES} bytes"
+            )
+        encoded = key.encode("utf-8")
+        op_size = OP_HEADER_BYTES + len(encoded) + len(value)
+        self._check_pending_room(op_size)
+        old = live.get(key)
+        new_live_bytes = self._live_bytes + op_size
+        new_keys = len(live)
+        if old is None:
+            new_keys += 1
+        else:
+            new_live_bytes -= OP_HEADER_BYTES + len(encoded) + len(old)
+        if new_live_bytes > self._live_bytes:
+            self._check_live_room(new_live_bytes, new_keys)
+        self._pending += OP_HEADER.pack(OP_PUT, 0, len(encoded), len(value))
+        self._pending += encoded
+        self._pending += value
+        self._pending_ops += 1
+        live[key] = value
+        self._live_bytes = new_live_bytes
+
+    def delete(self, key: str | bytes) -> None:
+        """Remove ``key``; ENOENT if absent (durable at the next ``sync()``)."""
+        live = self._require_writable()
+        key = normalize_key(key)
+        old = live.get(key)
+        if old is None:
+            raise StatefsError(errno.ENOENT, f"no such key: {key}")
+        encoded = key.encode("utf-8")
+        self._check_pending_room(OP_HEADER_BYTES + len(encoded))
+        self._pending += OP_HEADER.pack(OP_DELETE, 0, len(encoded), 0)
+        self._pending += encoded
+        self._pending_ops += 1
+        del live[key]
+        self._live_bytes -= OP_HEADER_BYTES + len(encoded) + len(old)
+
+    def sync(self) -> None:
+        """Commit every change made so far, durably and as one unit."""
+        self._require_writable()
+        if not self._pending_ops:
+            return
+        record = self._record(KIND_TXN, self._pending_ops, self._pending)
+        if self._should_compact(len(record)):
+            self._compact()
+        else:
+            self._append(record)
+        self._pending = bytearray()
+        self._pending_ops = 0
+        self.counters["syncs"] += 1
+
+    def compact(self) -> None:
+        """Rewrite the live set (pending changes included, which this commits) now."""
+        self._require_writable()
+        self._compact()
+        self._pending = bytearray()
+        self._pending_ops = 0
+
+    def close(self) -> None:
+        """Sync pending changes (unless the store failed) and close the device."""
+        if self._live is None:
+            return
+        try:
+            if self._pending_ops and self._failed is None and not self._config.read_only:
+                self.sync()
+        finally:
+            self._live = None
+            self._dev.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- inspection --------------------------------------------------------------------------
+
+    @property
+    def superblock(self) -> Superblock:
+        return self._sb
+
+    @property
+    def pending_ops(self) -> int:
+        return self._pending_ops
+
+    def stats(self) -> dict[str, int | float | str]:
+        live = self._require_open()
+        return {
+            "live_keys": len(live),
+            "live_bytes": self._live_bytes,
+            "pending_ops": self._pending_ops,
+            "journal_bytes": self._offset,
+            "region_bytes": self._sb.region_bytes,
+            "record_limit": self._sb.record_limit,
+            "sector_size": self._sb.sector_size,
+            "generation": self._sb.generation,
+            "active_region": self._sb.active_region,
+            "next_seq": self._seq,
+            "replay_records": self.replay.records,
+            "replay_ms": round(getattr(self, "replay_seconds", 0.0) * 1000, 3),
+            "failed": "" if self._failed is None else str(self._failed),
+            **self.counters,
+        }
+
+    def fsck(self):
+        """Re-read the device and check it against this store (see :mod:`guest.statefs.fsck`)."""
+        from guest.statefs.fsck import check_device
+
+        live = self._require_open()
+        committed = None if self._pending_ops else live
+        return check_device(self._dev, expected=committed)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _require_open(self) -> dict[str, bytes]:
+        if self._live is None:
+            raise StatefsError(errno.EBADF, "store is closed")
+        return self._live
+
+    def _require_writable(self) -> dict[str, bytes]:
+        live = self._require_open()
+        if self._config.read_only:
+            raise StatefsError(errno.EROFS, "store is open read-only")
+        if self._failed is not None:
+            raise StatefsError(
+                errno.EIO, f"store failed earlier ({self._failed}); reopen to recover"
+            )
+        return live
+
+    def _check_pending_room(self, op_size: int) -> None:
+        limit = self._sb.record_limit - RECORD_HEADER_BYTES
+        if len(self._pending) + op_size > limit:
+            raise StatefsError(
+                errno.ENOBUFS,
+                f"uncommitted changes would exceed one commit group ({limit} bytes); sync first",
+            )
+
+    def _check_live_room(self, live_bytes: int, live_keys: int) -> None:
+        sb = self._sb
+        need = snapshot_bytes_bound(live_bytes, live_keys, sb.sector_size, sb.record_limit)
+        room = sb.region_bytes * LIVE_FILL_NUM // LIVE_FILL_DEN
+        if need > room:
+            raise StatefsError(
+                errno.ENOSPC, f"live set would need {need} bytes; the store holds {room}"
+            )
+
+    def _record(self, kind: int, op_count: int, payload: bytes | bytearray) -> bytes:
+        return encode_record(
+            kind=kind,
+            epoch=self._sb.epoch,
+            seq=self._seq,
+            op_count=op_count,
+            payload=payload,
+            salt=self._sb.salt,
+            sector_size=self._sb.sector_size,
+        )
+
+    def _should_compact(self, record_bytes: int) -> bool:
+        end = self._offset + record_bytes
+        if end > self._sb.region_bytes:
+            return True
+        config = self._config
+        if end <= config.compact_min_bytes:
+            return False
+        snapshot = snapshot_bytes_bound(
+            self._live_bytes, len(self._live), self._sb.sector_size, self._sb.record_limit
+        )
+        return end > config.compact_garbage_ratio * max(snapshot, self._sb.sector_size)
+
+    def _io(self, action, *args) -> None:
+        try:
+            action(*args)
+        except OSError as exc:
+            self._failed = exc
+            raise StatefsError(errno.EIO, f"device I/O failed: {exc}") from exc
+
+    def _append(self, record: bytes) -> None:
+        lba = self._sb.region_start(self._sb.active_region) + self._offset // self._sb.sector_size
+        self._io(self._dev.write, lba, record)
+        self._io(self._dev.flush)
+        self._offset += len(record)
+        self._seq += 1
+        self.counters["records_written"] += 1
+        self.counters["bytes_written"] += len(record)
+        self.counters["flushes"] += 1
+
+    def _seal(self) -> None:
+        """Close a torn tail with an empty record so its debris can never be replayed."""
+        record = self._record(KIND_SEAL, 0, b"")
+        if self._offset + len(record) > self._sb.region_bytes:
+            self._compact()
+        else:
+            self._append(record)
+        self.counters["seals"] += 1
+
+    def _compact(self) -> None:
+        sb = self._sb
+        target = 1 - sb.active_region
+        epoch = (sb.epoch + 1) & 0xFFFFFFFF
+        records = list(
+            snapshot_records(
+                self._live, epoch=epoch, salt=sb.salt, sector_size=sb.sector_size,
+                record_limit=sb.record_limit,
+            )
+        )  # fmt: skip
+        total = sum(len(record) for record in records)
+        if total > sb.region_bytes:
+            raise StatefsError(errno.ENOSPC, f"live set needs {total} bytes, region holds "
+                               f"{sb.region_bytes}")  # fmt: skip
+        lba = sb.region_start(target)
+        for record in records:
+            self._io(self._dev.write, lba, record)
+            lba += len(record) // sb.sector_size
+        self._io(self._dev.flush)
+        new_sb = Superblock(
+            sector_size=sb.sector_size,
+            sector_count=sb.sector_count,
+            generation=sb.generation + 1,
+            epoch=epoch,
+            active_region=target,
+            region_sectors=sb.region_sectors,
+            volume_id=sb.volume_id,
+            record_limit=sb.record_limit,
+        )
+        slot = 1 - self._slot
+        self._io(self._dev.write, slot, new_sb.encode())
+        self._io(self._dev.flush)
+        self._sb = new_sb
+        self._slot = slot
+        self._offset = total
+        self._seq = len(records) + 1
+        self.counters["compactions"] += 1
+        self.counters["records_written"] += len(records)
+        self.counters["bytes_written"] += total + sb.sector_size
+        self.counters["flushes"] += 2

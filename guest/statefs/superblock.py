@@ -1,0 +1,50 @@
+"""Reading and choosing between the two superblock copies.
+
+Like U-Boot's redundant environment, the superblock lives twice (LBA 0 and 1) and each write
+goes to the copy that is *not* current, with a higher generation. A torn superblock write
+therefore damages only the copy being replaced, and the other one still names a complete
+state. The valid copy with the highest generation wins.
+"""
+
+from dataclasses import dataclass
+
+from guest.statefs.errors import CorruptionError, UnformattedError
+from guest.statefs.layout import SUPERBLOCK_SLOTS, Superblock, decode_superblock
+
+
+@dataclass(frozen=True)
+class SlotState:
+    """One superblock copy as found on the device."""
+
+    slot: int
+    superblock: Superblock | None
+    reason: str  # "" when valid, else why not ("empty", "crc mismatch", ...)
+
+    @property
+    def valid(self) -> bool:
+        return self.superblock is not None
+
+
+def read_slots(dev) -> list[SlotState]:
+    sectors = dev.read(0, SUPERBLOCK_SLOTS)
+    ss = dev.sector_size
+    states = []
+    for slot in range(SUPERBLOCK_SLOTS):
+        sb, reason = decode_superblock(sectors[slot * ss : (slot + 1) * ss])
+        states.append(SlotState(slot, sb, reason))
+    return states
+
+
+def choose(slots: list[SlotState]) -> SlotState:
+    """The current superblock: the valid copy with the highest generation (slot 0 on a tie).
+
+    Raises :class:`UnformattedError` when neither copy was ever written, and
+    :class:`CorruptionError` when copies exist but none verifies (we never guess).
+    """
+    valid = [state for state in slots if state.valid]
+    if valid:
+        return max(valid, key=lambda state: (state.superblock.generation, -state.slot))
+    if all(state.reason == "empty" for state in slots):
+        raise UnformattedError("device holds no statefs superblock")
+    reasons = "; ".join(f"slot {state.slot}: {state.reason}" for state in slots)
+    raise CorruptionError(f"no valid superblock ({reasons})", lba=0)
