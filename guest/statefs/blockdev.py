@@ -23,6 +23,7 @@ SUPPORTED_SECTOR_SIZES = (512, 1024, 2048, 4096)
 # linux/fs.h: _IOR(0x12, 114, size_t) and _IO(0x12, 104).
 BLKGETSIZE64 = 0x80081272
 BLKSSZGET = 0x1268
+BLKFLSBUF = 0x1261
 
 
 class BlockDevice(ABC):
@@ -67,6 +68,11 @@ class BlockDevice(ABC):
         if self.closed:
             raise StatefsError(errno.EBADF, "block device is closed")
         self._flush()
+
+    def invalidate_cache(self) -> None:
+        """Drop any cached copy of the device's contents, so the next reads come from the
+        device itself (used before a replay that is meant to prove what is on the disk)."""
+        return None
 
     def close(self) -> None:
         if not self.closed:
@@ -238,6 +244,12 @@ class RawBlockDevice(_FdBlockDevice):
             os.close(fd)
             raise
         super().__init__(fd, sector_size, size_bytes // sector_size, path)
+
+    def invalidate_cache(self) -> None:
+        """BLKFLSBUF: write back and drop the kernel's buffer cache for this device."""
+        import fcntl
+
+        fcntl.ioctl(self._fd, BLKFLSBUF, 0)
 
 
 def open_block_device(path: str, *, sector_size: int = 512) -> BlockDevice:

@@ -21,6 +21,7 @@ disk is unknown, and replay on reopen is the only honest way to find out.
 import errno
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from guest.statefs.compaction import snapshot_bytes_bound, snapshot_records
@@ -46,6 +47,8 @@ from guest.statefs.paths import normalize_key, normalize_prefix
 from guest.statefs.replay import ReplayResult, is_normal_key, replay
 from guest.statefs.superblock import choose as choose_superblock
 from guest.statefs.superblock import read_slots
+
+BytesLike = bytes | bytearray | memoryview
 
 #: The live set may fill at most this fraction of a region (LIVE_FILL_NUM / LIVE_FILL_DEN), so
 #: a region just compacted still has room for new commit groups.
@@ -242,18 +245,12 @@ class Store:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def put(self, key: str | bytes, value: bytes | bytearray | memoryview) -> None:
+    def put(self, key: str | bytes, value: BytesLike) -> None:
         """Set ``key`` to ``value`` (durable at the next ``sync()``)."""
         live = self._require_writable()
         if not (isinstance(key, str) and (key in live or is_normal_key(key))):
             key = normalize_key(key)
-        if not isinstance(value, bytes | bytearray | memoryview):
-            raise StatefsError(errno.EINVAL, f"value must be bytes, not {type(value).__name__}")
-        value = bytes(value)
-        if len(value) > MAX_VALUE_BYTES:
-            raise StatefsError(
-                errno.EFBIG, f"value of {len(value)} bytes exceeds {MAX_VALUE_BYTES} bytes"
-            )
+        value = self._check_value(value)
         encoded = key.encode("utf-8")
         op_size = OP_HEADER_BYTES + len(encoded) + len(value)
         self._check_pending_room(op_size)
@@ -288,6 +285,56 @@ class Store:
         del live[key]
         self._live_bytes -= OP_HEADER_BYTES + len(encoded) + len(old)
 
+    def write_batch(self, operations: Iterable[tuple[str | bytes, BytesLike | None]]) -> None:
+        """Apply puts (``(key, value)``) and deletes (``(key, None)``) all or nothing.
+
+        Every operation is checked (key, value size, ENOENT for deletes, commit group and
+        store capacity) before any is applied, so a failing batch changes nothing. Like
+        :meth:`put`, the batch is durable at the next ``sync()``, in one commit group.
+        """
+        live = self._require_writable()
+        overlay: dict[str, bytes | None] = {}
+        prepared: list[tuple[str, bytes, bytes | None]] = []
+        pending_bytes = 0
+        live_bytes = self._live_bytes
+        live_keys = len(live)
+        for raw_key, raw_value in operations:
+            key = normalize_key(raw_key)
+            encoded = key.encode("utf-8")
+            current = overlay[key] if key in overlay else live.get(key)
+            if raw_value is None:
+                if current is None:
+                    raise StatefsError(errno.ENOENT, f"no such key: {key}")
+                pending_bytes += OP_HEADER_BYTES + len(encoded)
+                live_bytes -= OP_HEADER_BYTES + len(encoded) + len(current)
+                live_keys -= 1
+                value = None
+            else:
+                value = self._check_value(raw_value)
+                pending_bytes += OP_HEADER_BYTES + len(encoded) + len(value)
+                if current is None:
+                    live_keys += 1
+                    live_bytes += OP_HEADER_BYTES + len(encoded) + len(value)
+                else:
+                    live_bytes += len(value) - len(current)
+            overlay[key] = value
+            prepared.append((key, encoded, value))
+        self._check_pending_room(pending_bytes)
+        if live_bytes > self._live_bytes:
+            self._check_live_room(live_bytes, live_keys)
+        for key, encoded, value in prepared:
+            if value is None:
+                self._pending += OP_HEADER.pack(OP_DELETE, 0, len(encoded), 0)
+                self._pending += encoded
+                del live[key]
+            else:
+                self._pending += OP_HEADER.pack(OP_PUT, 0, len(encoded), len(value))
+                self._pending += encoded
+                self._pending += value
+                live[key] = value
+            self._pending_ops += 1
+        self._live_bytes = live_bytes
+
     def sync(self) -> None:
         """Commit every change made so far, durably and as one unit."""
         self._require_writable()
@@ -309,12 +356,13 @@ class Store:
         self._pending = bytearray()
         self._pending_ops = 0
 
-    def close(self) -> None:
-        """Sync pending changes (unless the store failed) and close the device."""
+    def close(self, *, sync: bool = True) -> None:
+        """Close the device, first syncing pending changes unless ``sync=False`` (which drops
+        them, like a crash) or the store failed."""
         if self._live is None:
             return
         try:
-            if self._pending_ops and self._failed is None and not self._config.read_only:
+            if sync and self._pending_ops and self._failed is None and not self._config.read_only:
                 self.sync()
         finally:
             self._live = None
@@ -379,6 +427,17 @@ class Store:
                 errno.EIO, f"store failed earlier ({self._failed}); reopen to recover"
             )
         return live
+
+    @staticmethod
+    def _check_value(value: object) -> bytes:
+        if not isinstance(value, bytes | bytearray | memoryview):
+            raise StatefsError(errno.EINVAL, f"value must be bytes, not {type(value).__name__}")
+        value = bytes(value)
+        if len(value) > MAX_VALUE_BYTES:
+            raise StatefsError(
+                errno.EFBIG, f"value of {len(value)} bytes exceeds {MAX_VALUE_BYTES} bytes"
+            )
+        return value
 
     def _check_pending_room(self, op_size: int) -> None:
         limit = self._sb.record_limit - RECORD_HEADER_BYTES

@@ -1,0 +1,1 @@
+"""statefsd: the ``/state`` authority (server), its wire protocol and its client library."""
