@@ -4,8 +4,8 @@ from guest.statefs import Store, StoreConfig
 from guest.statefs.compaction import snapshot_bytes_bound, snapshot_records
 from guest.statefs.layout import RECORD_HEADER_BYTES
 
-from conftest import EPOCH, VOLUME_ID, crash_and_reopen, new_store
 from support.crashdev import CrashDevice, PowerCut
+from support.stores import EPOCH, VOLUME_ID, crash_and_reopen, new_store
 
 
 def state_of(store: Store) -> dict[str, bytes]:

@@ -16,8 +16,8 @@ from guest.statefs import (
 )
 from guest.statefs.layout import RECORD_HEADER_BYTES, SUPERBLOCK_BYTES
 
-from conftest import EPOCH, VOLUME_ID, crash_and_reopen, new_store
 from support.crashdev import CrashDevice, PowerCut
+from support.stores import EPOCH, VOLUME_ID, crash_and_reopen, new_store
 
 SS = 512
 

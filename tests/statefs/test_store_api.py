@@ -14,7 +14,7 @@ from guest.statefs import (
     UnformattedError,
 )
 
-from conftest import crash_and_reopen, new_store
+from support.stores import crash_and_reopen, new_store
 
 
 def test_put_get_delete_list(store):

@@ -4,12 +4,15 @@ import errno
 
 import pytest
 
-from guest.statefsd import protocol
-from guest.statefsd.protocol import Frame, FrameDecoder, ProtocolError
+from guest.ipc import frames as protocol
+from guest.ipc.frames import Frame, FrameDecoder, ProtocolError
+from guest.statefsd import protocol as statefs_protocol
 
 
 def test_roundtrip_and_header_size():
-    frame = Frame(protocol.OP_PUT, 42, flags=protocol.FLAG_SYNC, key=b"/state/a", value=b"v")
+    frame = Frame(
+        statefs_protocol.OP_PUT, 42, flags=protocol.FLAG_SYNC, key=b"/state/a", value=b"v"
+    )
     raw = frame.encode()
     assert len(raw) == protocol.HEADER_BYTES + 8 + 1 == 29
     assert raw[:4] == b"SF\x01\x02"
@@ -17,7 +20,7 @@ def test_roundtrip_and_header_size():
 
 
 def test_byte_by_byte_and_several_frames_per_read():
-    frames = [Frame(protocol.OP_GET, n, key=f"/state/{n}".encode()) for n in range(5)]
+    frames = [Frame(statefs_protocol.OP_GET, n, key=f"/state/{n}".encode()) for n in range(5)]
     stream = b"".join(frame.encode() for frame in frames)
     decoder = FrameDecoder()
     seen = []
@@ -39,7 +42,7 @@ def test_byte_by_byte_and_several_frames_per_read():
     ],
 )
 def test_untrustworthy_headers_are_fatal(mutate, code):
-    raw = mutate(Frame(protocol.OP_GET, 1, key=b"/state/a").encode())
+    raw = mutate(Frame(statefs_protocol.OP_GET, 1, key=b"/state/a").encode())
     with pytest.raises(ProtocolError) as info:
         FrameDecoder().feed(raw)
     assert info.value.errno == code
@@ -47,7 +50,7 @@ def test_untrustworthy_headers_are_fatal(mutate, code):
 
 
 def test_oversized_frame_is_rejected_from_its_header_alone():
-    header = protocol.HEADER.pack(b"SF", 1, protocol.OP_PUT, 1, 0, 0, 10, 0, 1 << 30)
+    header = protocol.HEADER.pack(b"SF", 1, statefs_protocol.OP_PUT, 1, 0, 0, 10, 0, 1 << 30)
     decoder = FrameDecoder()
     with pytest.raises(ProtocolError) as info:
         decoder.feed(header)
@@ -57,12 +60,12 @@ def test_oversized_frame_is_rejected_from_its_header_alone():
 
 def test_encode_refuses_oversized_fields():
     with pytest.raises(ProtocolError):
-        Frame(protocol.OP_PUT, 1, value=bytes(protocol.MAX_FRAME_VALUE_BYTES + 1)).encode()
+        Frame(statefs_protocol.OP_PUT, 1, value=bytes(protocol.MAX_FRAME_VALUE_BYTES + 1)).encode()
 
 
 def test_batch_roundtrip():
     ops = [("/state/a", b"1"), ("/state/b", None), ("/state/c", b"")]
-    decoded = protocol.decode_batch(protocol.encode_batch(ops))
+    decoded = statefs_protocol.decode_batch(statefs_protocol.encode_batch(ops))
     assert decoded == [(b"/state/a", b"1"), (b"/state/b", None), (b"/state/c", b"")]
 
 
@@ -78,6 +81,6 @@ def test_batch_roundtrip():
 )
 def test_malformed_batches_are_einval_not_fatal(payload):
     with pytest.raises(ProtocolError) as info:
-        protocol.decode_batch(payload)
+        statefs_protocol.decode_batch(payload)
     assert info.value.errno == errno.EINVAL
     assert not info.value.fatal

@@ -10,12 +10,13 @@ import time
 
 import pytest
 
+from guest.ipc import frames, server
+from guest.ipc.frames import Frame, FrameDecoder
 from guest.statefs import StatefsError
-from guest.statefsd import protocol, server
+from guest.statefsd import protocol
 from guest.statefsd.client import StatefsClient
-from guest.statefsd.protocol import Frame, FrameDecoder
 
-from conftest import ServerThread
+from support.statefsd_thread import ServerThread
 
 
 def test_formats_an_empty_device_and_serves_the_api(statefsd):
@@ -61,10 +62,10 @@ def test_listing_pages_follow_the_cursor(statefsd, monkeypatch):
     keys = [f"/state/page/{n:03d}" for n in range(30)]
     with statefsd.client() as client:
         client.batch([(key, b"") for key in keys])
-        monkeypatch.setattr(protocol, "MAX_FRAME_VALUE_BYTES", 64)
-        before = statefsd.server.counters["frames"]
+        monkeypatch.setattr(frames, "MAX_FRAME_VALUE_BYTES", 64)
+        before = statefsd.server.frames.counters["frames"]
         assert client.list("/state/page") == keys
-        assert statefsd.server.counters["frames"] - before >= 7  # 4 keys a page
+        assert statefsd.server.frames.counters["frames"] - before >= 7  # 4 keys a page
         with pytest.raises(StatefsError) as info:
             client.stats()  # a reply that cannot fit is an error reply, not a dead daemon
         assert info.value.errno == errno.EMSGSIZE
@@ -144,10 +145,10 @@ def test_disconnect_mid_request_leaves_nothing_half_applied(statefsd):
 
 
 def test_a_handler_bug_is_reported_and_the_daemon_keeps_serving(statefsd, monkeypatch, capfd):
-    def broken(self, frame):
+    def broken(frame):
         raise RuntimeError("boom")
 
-    monkeypatch.setitem(server._HANDLERS, protocol.OP_STATS, broken)
+    monkeypatch.setitem(statefsd.server.frames.handlers, protocol.OP_STATS, broken)
     with statefsd.client() as client:
         with pytest.raises(StatefsError) as info:
             client.stats()

@@ -1,0 +1,32 @@
+"""The guest image: an aarch64 (or other) `virt` kernel plus a CPython initramfs, built from
+pinned Debian packages.
+
+Public interface (other parts of the harness code against exactly this)::
+
+    BootProfile   how QEMU boots the image (the recipe's [boot] table)
+    GuestImage    paths of a built image + its BootProfile
+    ensure_image  build if missing or stale, return the GuestImage
+    main          the CLI of `python -m harness image`
+    ImageError    root of every error the builder raises on purpose
+
+How it works: docs/testing/image.md. Module map: ``recipe`` (images/<arch>.toml),
+``apt_sources`` (find the Debian archive in the host's apt sources), ``fetch`` (private apt),
+``lock`` (pins), ``extract`` (dpkg-deb), ``kmod`` / ``elf`` (modules, shared libraries),
+``stdlib`` (the kept module set), ``cpio`` (newc writer), ``layout`` (what goes where),
+``build`` (keys, caching, the steps), ``manifest``, ``cli``.
+"""
+
+from __future__ import annotations
+
+from harness.image.build import GuestImage, ensure_image
+from harness.image.errors import ImageError
+from harness.image.recipe import BootProfile
+
+__all__ = ["BootProfile", "GuestImage", "ImageError", "ensure_image", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The CLI (``python -m harness image ...``); returns the exit code."""
+    from harness.image.cli import main as cli_main
+
+    return cli_main(argv)

@@ -1,0 +1,521 @@
+"""Build the guest image, or return the one already built when nothing it depends on changed.
+
+Every input is reduced to a key, and each product is rebuilt only when its key changed:
+
+==============  ======================================================  =======================
+product         key covers                                              typical cost
+==============  ======================================================  =======================
+package tree    the pins, the kernel module list                        fetch + unpack, ~6 s
+base segment    builder code, recipe, lock file                         ~0.5 s
+stdlib segment  base key + the computed kept-module set                 ~0.5 s (compiling .pyc)
+guest segment   always rebuilt when anything changed                    ~0.1 s
+==============  ======================================================  =======================
+
+So a change under ``guest/`` repacks the initramfs from cached segments in about 0.1 s (0.7 s
+when it changes which stdlib modules are imported, which adds the stdlib segment).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.image import cache, extract, kmod, layout, lock, manifest, stdlib
+from harness.image.apt_sources import read_host_sources, select_archive_sources
+from harness.image.cpio import trailer
+from harness.image.errors import (
+    ContentError,
+    DiskFull,
+    ImageError,
+    PinUnavailable,
+    is_disk_full,
+)
+from harness.image.fetch import AptWorkspace, first_dependency, sha256_file
+from harness.image.progress import Progress
+from harness.image.recipe import REPO_ROOT, BootProfile, Recipe, load_recipe
+
+log = logging.getLogger(__name__)
+
+TREE_FORMAT = 1
+KERNEL_NAME = "vmlinuz"
+INITRAMFS_NAME = "initramfs.cpio"
+GUEST_DIR = REPO_ROOT / "guest"
+DEFAULT_BUILD_DIR = REPO_ROOT / "build"
+REFRESH_STALE_ENV = "STATEFS_QEMU_REFRESH_STALE_PINS"
+_BUILDER_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class GuestImage:
+    """A built image: what QEMU needs to boot it."""
+
+    arch: str
+    kernel: Path
+    initramfs: Path
+    manifest: Path
+    boot: BootProfile
+
+
+@dataclass(frozen=True)
+class PackageTree:
+    """An unpacked, pruned package tree in the cache."""
+
+    root: Path
+    release: str  # kernel release, e.g. 6.1.0-56-arm64
+    kernel_image: str  # path of the kernel image inside the tree
+    modules: tuple[str, ...]  # module paths under lib/modules/<release>, load order
+
+
+def _digest(parts: Iterable[bytes | str]) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def files_digest(root: Path, files: Iterable[Path]) -> str:
+    """A digest over relative names and contents (so a rename counts as a change)."""
+    parts: list[bytes | str] = []
+    for path in files:
+        parts += [path.relative_to(root).as_posix(), path.read_bytes()]
+    return _digest(parts)
+
+
+def builder_digest() -> str:
+    return files_digest(_BUILDER_DIR, sorted(_BUILDER_DIR.glob("*.py")))
+
+
+def kept_stdlib(
+    recipe: Recipe,
+    guest_dir: Path,
+    package_scan: stdlib.ImportScan,
+    cache_dir: Path | None = None,
+) -> tuple[frozenset[str], stdlib.ImportScan]:
+    """The stdlib modules the image keeps for this guest code (and the guest's import scan).
+
+    ``package_scan`` is the import scan of the third-party packages the image ships (taken
+    from the package tree at build time; from the host's copies in the guard test).
+    """
+    local = ("guest", *(p.name for p in recipe.python.packages))
+    guest_scan = stdlib.scan_imports(stdlib.python_files(guest_dir), local=local)
+    scan = stdlib.ImportScan(
+        guest_scan.statements | package_scan.statements,
+        guest_scan.stdlib_roots | package_scan.stdlib_roots,
+        guest_scan.other_roots | package_scan.other_roots,
+    )
+    kept = stdlib.closure(scan, recipe.stdlib.extra, recipe.stdlib.exclude, cache_dir)
+    return kept, guest_scan
+
+
+def _package_scan(base: layout.Segment) -> stdlib.ImportScan:
+    """The third-party packages' import scan, saved with the base segment."""
+    imports = base.info.get("package_imports")
+    if not isinstance(imports, dict):
+        raise ImageError("base segment has no package import scan; rebuild with --force")
+    return stdlib.ImportScan(
+        frozenset(imports["statements"]), frozenset(imports["stdlib_roots"]), frozenset()
+    )
+
+
+class ImageBuilder:
+    """One build of one architecture; :meth:`ensure` is the whole job."""
+
+    def __init__(
+        self,
+        arch: str = "aarch64",
+        *,
+        build_dir: Path | None = None,
+        cache_dir: Path | None = None,
+        guest_dir: Path = GUEST_DIR,
+        progress: Progress | None = None,
+        force: bool = False,
+        refresh_pins: bool = False,
+        refresh_stale_pins: bool | None = None,
+    ) -> None:
+        self.arch = arch
+        self.out = (build_dir or DEFAULT_BUILD_DIR) / "images" / arch
+        self.cache = cache_dir or cache.cache_root()
+        self.guest_dir = guest_dir
+        self.progress = progress or Progress(False)
+        self.force = force
+        self.refresh_pins = refresh_pins
+        if refresh_stale_pins is None:
+            refresh_stale_pins = os.environ.get(REFRESH_STALE_ENV, "") not in ("", "0")
+        self.refresh_stale_pins = refresh_stale_pins
+        self.store = cache.SegmentStore(self.out / "segments")
+
+    # --- public --------------------------------------------------------------------------
+
+    def ensure(self) -> GuestImage:
+        """Build what is stale; return the image. With ``refresh_stale_pins`` (or
+        ``STATEFS_QEMU_REFRESH_STALE_PINS=1``), a pinned version the archive no longer serves
+        moves the pins forward (rewriting the lock file) instead of failing."""
+        try:
+            with cache.locked(self.out / ".build.lock"):
+                try:
+                    return self._ensure()
+                except PinUnavailable as exc:
+                    if not self.refresh_stale_pins:
+                        raise
+                    self.progress.note(
+                        f"warning: {str(exc).splitlines()[0]}; refreshing the pins because "
+                        f"{REFRESH_STALE_ENV} is set"
+                    )
+                    self.refresh_pins = True
+                    return self._ensure()
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise DiskFull(Path(exc.filename or self.out), exc) from exc
+            raise
+
+    def image(self, recipe: Recipe) -> GuestImage:
+        return GuestImage(
+            arch=self.arch,
+            kernel=self.out / KERNEL_NAME,
+            initramfs=self.out / INITRAMFS_NAME,
+            manifest=self.out / manifest.MANIFEST_NAME,
+            boot=recipe.boot,
+        )
+
+    # --- steps ---------------------------------------------------------------------------
+
+    def _ensure(self) -> GuestImage:
+        recipe = load_recipe(self.arch)
+        if self.refresh_pins or not recipe.lock_path.is_file():
+            self._pin(recipe)
+        pins = lock.load(recipe.lock_path)
+        if pins is None:
+            raise ImageError(f"{recipe.lock_path} is missing after pinning")
+        lock.check_matches(pins, self._requested(recipe), recipe.lock_path)
+
+        compile_pyc = stdlib.host_can_compile(recipe.python.version)
+        if not compile_pyc:
+            log.warning(
+                "host Python is not %s: shipping sources, the guest compiles them at boot "
+                "(slower under TCG)",
+                recipe.python.version,
+            )
+        base_key = _digest(
+            [
+                builder_digest(),
+                recipe.path.read_bytes(),
+                recipe.lock_path.read_bytes(),
+                str(compile_pyc),
+            ]
+        )
+        guest_key = files_digest(self.guest_dir, layout.guest_files(self.guest_dir))
+        image = self.image(recipe)
+        previous = manifest.read(image.manifest)
+        if (
+            not self.force
+            and previous is not None
+            and previous.get("keys", {}).get("base") == base_key
+            and previous.get("keys", {}).get("guest") == guest_key
+            and manifest.outputs_intact(previous, self.out)
+        ):
+            log.debug("image %s is up to date", self.out)
+            return image
+
+        trees: list[PackageTree] = []
+
+        def tree() -> PackageTree:
+            """The package tree, unpacked (or fetched) only if a step needs it."""
+            if not trees:
+                trees.append(self._tree(recipe, pins))
+            return trees[0]
+
+        base = self._base(recipe, base_key, tree, compile_pyc=compile_pyc)
+        with self.progress.step("stdlib closure"):
+            kept, guest_scan = kept_stdlib(
+                recipe, self.guest_dir, _package_scan(base), self.cache / "stdlib-closure"
+            )
+            unshipped = sorted(guest_scan.other_roots)
+            if unshipped:
+                log.warning("guest/ imports %s, which the image does not ship", unshipped)
+        stdlib_key = _digest([base_key, *sorted(kept)])
+        std = None if self.force else self.store.load("stdlib", stdlib_key)
+        if std is None:
+            with self.progress.step(f"pack stdlib ({len(kept)} modules)"):
+                std = layout.build_stdlib(recipe, tree().root, kept, base, compile_pyc=compile_pyc)
+                self.store.save("stdlib", stdlib_key, std)
+
+        with self.progress.step("pack guest/ and write initramfs"):
+            guest = layout.build_guest(recipe, self.guest_dir, std, compile_pyc=compile_pyc)
+            data = b"".join((base.data, std.data, guest.data, trailer()))
+            cache.write_atomic(image.initramfs, data)
+        self._write_manifest(
+            recipe,
+            pins,
+            image,
+            base,
+            std,
+            guest,
+            data,
+            {"base": base_key, "stdlib": stdlib_key, "guest": guest_key},
+        )
+        self.progress.done(
+            f"{self.out}: kernel {image.kernel.stat().st_size / 2**20:.1f} MiB, initramfs "
+            f"{len(data) / 2**20:.1f} MiB"
+        )
+        return image
+
+    def _base(
+        self,
+        recipe: Recipe,
+        base_key: str,
+        tree: Callable[[], PackageTree],
+        *,
+        compile_pyc: bool,
+    ) -> layout.Segment:
+        """The base segment (cached by ``base_key``) and ``vmlinuz`` next to it."""
+        base = None if self.force else self.store.load("base", base_key)
+        if base is not None:
+            if not self._kernel_matches(base):
+                with self.progress.step("copy kernel"):
+                    self._install_kernel(tree(), base)
+                    self.store.save("base", base_key, base)
+            return base
+        packages = tree()
+        with self.progress.step("pack base (busybox, python, libs)"):
+            base = layout.build_base(
+                recipe, packages.root, packages.release, packages.modules, compile_pyc=compile_pyc
+            )
+            package_scan = stdlib.scan_imports(
+                layout.package_sources(packages.root, recipe),
+                local=tuple(p.name for p in recipe.python.packages),
+            )
+            base.info["package_imports"] = {
+                "statements": sorted(package_scan.statements),
+                "stdlib_roots": sorted(package_scan.stdlib_roots),
+            }
+            base.info["kernel_release"] = packages.release
+            self._install_kernel(packages, base)
+            self.store.save("base", base_key, base)
+        return base
+
+    def _requested(self, recipe: Recipe) -> tuple[str, ...]:
+        return (recipe.apt.kernel_metapackage, *recipe.apt.packages)
+
+    def _workspace(self, recipe: Recipe) -> AptWorkspace:
+        sources = select_archive_sources(
+            read_host_sources(), recipe.apt.suites, recipe.apt.components
+        )
+        workspace = AptWorkspace(
+            self.cache / "apt" / recipe.arch, recipe.apt.architecture, sources, arch=recipe.arch
+        )
+        workspace.prepare()
+        return workspace
+
+    def _pin(self, recipe: Recipe) -> None:
+        """Resolve the recipe's packages to the archive's current versions; write the lock."""
+        with cache.locked(self.cache / ".lock"):
+            workspace = self._workspace(recipe)
+            with self.progress.step("apt-get update (private)"):
+                workspace.update()
+            with self.progress.step("resolve package versions"):
+                meta = workspace.resolve([recipe.apt.kernel_metapackage])
+                kernel = first_dependency(meta[recipe.apt.kernel_metapackage].depends)
+                if not kernel:
+                    raise ContentError(
+                        f"{recipe.apt.kernel_metapackage} depends on no kernel package"
+                    )
+                records = workspace.resolve([kernel, *recipe.apt.packages])
+        old = lock.load(recipe.lock_path) if recipe.lock_path.is_file() else None
+        new = lock.Lock(
+            arch=recipe.arch,
+            architecture=recipe.apt.architecture,
+            requested=self._requested(recipe),
+            kernel=kernel,
+            pins=tuple(record.pin() for record in records.values()),
+        )
+        lock.save(new, recipe.lock_path)
+        before = {pin.name: pin.version for pin in old.pins} if old else {}
+        changed = [
+            f"{pin.name} {before.get(pin.name, '(new)')} -> {pin.version}"
+            for pin in new.pins
+            if before.get(pin.name) != pin.version
+        ]
+        self.progress.note(
+            f"pinned {len(new.pins)} packages in {recipe.lock_path.name}"
+            + (f"; changed: {'; '.join(changed)}" if changed else "; no version changed")
+            + " (commit the lock file)"
+        )
+
+    def _tree(self, recipe: Recipe, pins: lock.Lock) -> PackageTree:
+        key = _digest(
+            [
+                str(TREE_FORMAT),
+                *(
+                    f"{p.name} {p.version} {p.sha256}"
+                    for p in sorted(pins.pins, key=lambda p: p.name)
+                ),
+                *recipe.kernel.modules,
+                recipe.kernel.image_glob,
+            ]
+        )[:20]
+        trees = self.cache / "trees" / recipe.arch
+        root = trees / key
+        with cache.locked(self.cache / ".lock"):
+            found = self._load_tree(root)
+            if found is not None:
+                return found
+            debs = self._fetch(recipe, pins)
+            tmp = trees / f"{key}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            try:
+                with self.progress.step(f"unpack {len(debs)} packages"):
+                    extract.unpack(debs, tmp)
+                with self.progress.step("kernel modules"):
+                    info = self._prepare_kernel(recipe, tmp)
+                    (tmp / "tree.json").write_text(json.dumps(info, indent=1))
+                extract.replace_dir(tmp, root)
+            except OSError as exc:
+                if is_disk_full(exc):
+                    raise DiskFull(trees, exc) from exc
+                raise
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            self._prune_trees(trees, keep=root)
+            found = self._load_tree(root)
+            if found is None:
+                raise ImageError(f"package tree {root} unusable right after building it")
+            return found
+
+    @staticmethod
+    def _prune_trees(trees: Path, keep: Path, count: int = 2) -> None:
+        """Keep the newest ``count`` trees (another checkout may pin other versions)."""
+        others = sorted(
+            (d for d in trees.iterdir() if d.is_dir() and d != keep),
+            key=lambda d: d.stat().st_mtime,
+            reverse=True,
+        )
+        for stale in others[count - 1 :]:
+            shutil.rmtree(stale, ignore_errors=True)
+
+    @staticmethod
+    def _load_tree(root: Path) -> PackageTree | None:
+        try:
+            info = json.loads((root / "tree.json").read_text())
+            return PackageTree(root, info["release"], info["kernel_image"], tuple(info["modules"]))
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def _fetch(self, recipe: Recipe, pins: lock.Lock) -> list[Path]:
+        archives = self.cache / "apt" / recipe.arch / "archives"
+        missing = [pin for pin in pins.pins if not (archives / pin.deb_name).is_file()]
+        if missing:
+            workspace = self._workspace(recipe)
+            with self.progress.step("apt-get update (private)"):
+                workspace.update()
+            size = sum(pin.size for pin in missing) / 2**20
+            with self.progress.step(f"download {len(missing)} packages ({size:.0f} MiB)"):
+                workspace.download(missing)
+        return [archives / pin.deb_name for pin in pins.pins]
+
+    def _prepare_kernel(self, recipe: Recipe, tree: Path) -> dict[str, Any]:
+        images = sorted(tree.glob(recipe.kernel.image_glob))
+        if len(images) != 1:
+            raise ContentError(
+                f"expected one kernel image matching {recipe.kernel.image_glob} in the kernel "
+                f"package, found {len(images)}"
+            )
+        moddir = kmod.modules_dir(tree)
+        order = kmod.load_order(
+            recipe.kernel.modules,
+            kmod.index(moddir),
+            kmod.builtin(moddir),
+            lambda rel: kmod.depends_of(moddir / rel),
+        )
+        extract.prune_kernel_modules(moddir, order)
+        return {
+            "release": moddir.name,
+            "kernel_image": str(images[0].relative_to(tree)),
+            "modules": order,
+        }
+
+    def _kernel_matches(self, base: layout.Segment) -> bool:
+        try:
+            return sha256_file(self.out / KERNEL_NAME) == base.info.get("kernel_sha256")
+        except OSError:
+            return False
+
+    def _install_kernel(self, tree: PackageTree, base: layout.Segment) -> None:
+        data = (tree.root / tree.kernel_image).read_bytes()
+        cache.write_atomic(self.out / KERNEL_NAME, data)
+        base.info["kernel_sha256"] = hashlib.sha256(data).hexdigest()
+        base.info["kernel_image"] = tree.kernel_image
+
+    def _write_manifest(
+        self,
+        recipe: Recipe,
+        pins: lock.Lock,
+        image: GuestImage,
+        base: layout.Segment,
+        std: layout.Segment,
+        guest: layout.Segment,
+        initramfs: bytes,
+        keys: dict[str, str],
+    ) -> None:
+        kernel_size = image.kernel.stat().st_size
+        manifest.write(
+            image.manifest,
+            {
+                "arch": recipe.arch,
+                "keys": keys,
+                "packages": [
+                    {
+                        "name": p.name,
+                        "version": p.version,
+                        "sha256": p.sha256,
+                        "filename": p.filename,
+                    }
+                    for p in sorted(pins.pins, key=lambda p: p.name)
+                ],
+                "kernel": {
+                    "package": pins.kernel,
+                    "release": base.info.get("kernel_release"),
+                    "image": base.info.get("kernel_image"),
+                    "modules": base.info.get("modules"),
+                },
+                "libraries": sorted(std.libraries),
+                "stdlib": std.info,
+                "guest": guest.info,
+                "init_flags": recipe.python.init_flags,
+                "boot": {
+                    "qemu_binary": recipe.boot.qemu_binary,
+                    "machine": recipe.boot.machine,
+                    "cpu": recipe.boot.cpu,
+                    "console": recipe.boot.console,
+                    "kernel_args": list(recipe.boot.kernel_args),
+                    "virtio_suffix": recipe.boot.virtio_suffix,
+                },
+                "files": {
+                    KERNEL_NAME: {"size": kernel_size, "sha256": base.info.get("kernel_sha256")},
+                    INITRAMFS_NAME: {
+                        "size": len(initramfs),
+                        "sha256": hashlib.sha256(initramfs).hexdigest(),
+                    },
+                },
+            },
+        )
+
+
+def ensure_image(
+    arch: str = "aarch64", *, build_dir: Path | None = None, progress: bool = False
+) -> GuestImage:
+    """Build the image if it is missing or stale and return its paths.
+
+    ``build_dir`` is the top build directory (default ``<repo>/build``); the image lands in
+    ``<build_dir>/images/<arch>/``. When only ``guest/`` changed, only the initramfs is
+    repacked. Raises :class:`~harness.image.errors.ImageError` with an actionable message.
+    """
+    return ImageBuilder(arch, build_dir=build_dir, progress=Progress(progress)).ensure()
