@@ -123,6 +123,9 @@ def _package_files(tree: Path, recipe: Recipe) -> list[tuple[str, Path]]:
     result = []
     for package in recipe.python.packages:
         root = tree / package.source
+        if root.is_file() and root.suffix == ".py":  # a single-module package (six.py)
+            result.append((f"{package.name}.py", root))
+            continue
         if not root.is_dir():
             raise ContentError(
                 f"{package.source} is missing from the package tree (recipe "

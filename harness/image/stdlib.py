@@ -56,7 +56,10 @@ def is_stdlib(name: str) -> bool:
 
 
 def python_files(root: Path) -> list[Path]:
-    """Every ``.py`` file under ``root``, skipping ``__pycache__``, sorted."""
+    """Every ``.py`` file under ``root`` (or ``root`` itself if it is one), skipping
+    ``__pycache__``, sorted."""
+    if root.is_file():
+        return [root] if root.suffix == ".py" else []
     return sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
 
 

@@ -52,8 +52,10 @@ def _package_roots(recipe) -> list[Path]:
         spec = importlib.util.find_spec(package.name)
         message = f"{package.name} must be installed on the host (a project dependency)"
         assert spec is not None, message
-        assert spec.submodule_search_locations, message
-        roots.append(Path(next(iter(spec.submodule_search_locations))))
+        if spec.submodule_search_locations:
+            roots.append(Path(next(iter(spec.submodule_search_locations))))
+        else:  # a single-module package such as six.py
+            roots.append(Path(spec.origin))
     return roots
 
 

@@ -1,0 +1,92 @@
+"""``sq.mode=contract``: probe the disk, start the services, run the selftest.
+
+Parameters (kernel command line): ``sq.boot=N`` (1 for a fresh disk, 2.. for a reboot on the
+same disk), ``sq.nonce=<hex>`` (the same in every boot of a run), ``sq.disk=/dev/vda``.
+"""
+
+import os
+import re
+import time
+
+from guest.console import emit
+from guest.init.supervisor import Supervisor
+from guest.keystored.service import run_keystored
+from guest.selftest.checks import Selftest, Sockets
+from guest.statefs.blockdev import RawBlockDevice
+from guest.statefsd.server import run_daemon
+from guest.updated.service import run_updated
+
+DEVICE_WAIT_SECONDS = 10.0
+
+
+class ContractParams:
+    def __init__(self, params: dict[str, str]) -> None:
+        boot = params.get("sq.boot", "1")
+        if not boot.isdigit() or int(boot) < 1:
+            raise ValueError(f"sq.boot must be a positive integer, got {boot!r}")
+        self.boot = int(boot)
+        self.nonce = params.get("sq.nonce", "")
+        if not re.fullmatch(r"[0-9a-f]{8,64}", self.nonce):
+            raise ValueError(f"sq.nonce must be 8-64 lowercase hex digits, got {self.nonce!r}")
+        self.disk = params.get("sq.disk", "/dev/vda")
+
+
+def wait_for(path: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise FileNotFoundError(f"{path} did not appear within {timeout:.0f} s")
+        time.sleep(0.01)
+
+
+def probe_disk(path: str) -> None:
+    """Open the disk as the raw block device and report what the kernel says it is."""
+    wait_for(path, DEVICE_WAIT_SECONDS)
+    with RawBlockDevice(path) as dev:
+        emit(f"blk: virtio-blk up (ss={dev.sector_size} nsec={dev.sector_count})")
+
+
+class Services:
+    """statefsd, keystored and updated, started in dependency order."""
+
+    def __init__(self, supervisor: Supervisor, disk: str, sockets: Sockets) -> None:
+        self.supervisor = supervisor
+        self.order = [
+            ("statefsd", lambda ready: run_daemon(disk, sockets.statefsd, on_ready=ready)),
+            ("keystored", lambda ready: run_keystored(sockets.keystored, sockets.statefsd,
+                                                      on_ready=ready)),
+            ("updated", lambda ready: run_updated(sockets.updated, sockets.statefsd,
+                                                  on_ready=ready)),
+        ]  # fmt: skip
+
+    def start_all(self) -> None:
+        for name, main in self.order:
+            self.supervisor.start(name, main)
+
+    def stop_all(self) -> None:
+        for name, _ in reversed(self.order):
+            code = self.supervisor.stop(name)
+            if code:
+                raise RuntimeError(f"{name} stopped with exit code {code}")
+
+    def restart(self) -> None:
+        emit("init: soft restart: stopping updated, keystored, statefsd")
+        self.stop_all()
+        self.start_all()
+
+
+def run_contract(raw_params: dict[str, str]) -> None:
+    params = ContractParams(raw_params)
+    probe_disk(params.disk)
+    sockets = Sockets()
+    supervisor = Supervisor()
+    services = Services(supervisor, params.disk, sockets)
+    try:
+        services.start_all()
+        passed = Selftest(
+            boot=params.boot, nonce=params.nonce, restart=services.restart, sockets=sockets
+        ).run()
+        supervisor.check()
+    finally:
+        supervisor.stop_all()
+    emit(f"SELFTEST: boot {params.boot} {'complete' if passed else 'stopped after a failure'}")

@@ -1,0 +1,1 @@
+"""keystored: the device identity key, kept under ``/state/keystore/``."""

@@ -1,0 +1,1 @@
+"""updated: A/B boot control (``bootctl``), kept under ``/state/boot/``."""
