@@ -23,7 +23,7 @@ def test_aarch64_recipe_boot_profile() -> None:
     assert recipe.apt.architecture == "arm64"
     assert {"virtio_mmio", "virtio_blk", "virtio_rng"} <= set(recipe.kernel.modules)
     assert recipe.lock_path == IMAGES_DIR / "aarch64.lock"
-    assert [p.name for p in recipe.python.packages] == ["crcmod"]
+    assert [p.name for p in recipe.python.packages] == ["crcmod", "ecdsa", "six"]
 
 
 def test_unknown_arch_lists_the_known_ones() -> None:
