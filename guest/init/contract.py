@@ -90,3 +90,21 @@ def run_contract(raw_params: dict[str, str]) -> None:
     finally:
         supervisor.stop_all()
     emit(f"SELFTEST: boot {params.boot} {'complete' if passed else 'stopped after a failure'}")
+
+
+def run_powercut_boot(raw_params: dict[str, str]) -> None:
+    """``sq.mode=powercut``: statefsd only, then check-and-write until the power is cut."""
+    from guest.selftest.powercut import run_powercut
+
+    params = ContractParams(raw_params)
+    probe_disk(params.disk)
+    sockets = Sockets()
+    supervisor = Supervisor()
+    try:
+        supervisor.start(
+            "statefsd", lambda ready: run_daemon(params.disk, sockets.statefsd, on_ready=ready)
+        )
+        run_powercut(raw_params, sockets.statefsd)
+        supervisor.check()
+    finally:
+        supervisor.stop_all()

@@ -8,8 +8,9 @@ and followed by a clean power-off.
 
 Kernel command line parameters (all optional):
 
-``sq.mode=contract|script|shell``
-    what to run; ``contract`` (the default) runs the services and the selftests.
+``sq.mode=contract|powercut|script|shell``
+    what to run; ``contract`` (the default) runs the services and the selftests;
+    ``powercut`` checks what the previous boot left and writes until the power is cut.
 ``sq.script=<base64>``
     with ``sq.mode=script``: Python source to execute (harness tests, marker debugging).
 """
@@ -94,7 +95,18 @@ def run_contract(params: dict[str, str]) -> None:
     contract(params)
 
 
-MODES = {"contract": run_contract, "script": run_script, "shell": run_shell}
+def run_powercut(params: dict[str, str]) -> None:
+    from guest.init.contract import run_powercut_boot
+
+    run_powercut_boot(params)
+
+
+MODES = {
+    "contract": run_contract,
+    "powercut": run_powercut,
+    "script": run_script,
+    "shell": run_shell,
+}
 
 
 def power_off() -> None:
