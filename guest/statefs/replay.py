@@ -126,45 +126,47 @@ def _verify(reader: _RegionReader, offset: int, fields: tuple[int, ...], sb: Sup
     return crc32c(payload, covered_crc) == fields[1]
 
 
-def _apply_ops(
-    payload: memoryview, op_count: int, live: dict[str, bytes], where: str
-) -> tuple[int, int]:
-    """Apply a verified TXN's operations; returns (ops applied, live-bytes delta)."""
+def _apply_ops(payload: bytes, op_count: int, live: dict[str, bytes], where: str) -> int:
+    """Apply a verified TXN's operations to ``live``; returns the live-bytes delta.
+
+    This is replay's inner loop, so it avoids calls it can: a key already live was validated
+    when it went in, and an ASCII key is checked by one regular expression.
+    """
     pos = 0
     end = len(payload)
     delta = 0
     unpack_op = OP_HEADER.unpack_from
+    header = OP_HEADER_BYTES
+    fast_key = _FAST_KEY.fullmatch
     for _ in range(op_count):
-        if pos + OP_HEADER_BYTES > end:
+        if pos + header > end:
             raise CorruptionError(f"{where}: operation header runs past the payload")
         op, flags, key_len, value_len = unpack_op(payload, pos)
-        pos += OP_HEADER_BYTES
-        if flags or key_len == 0 or key_len > MAX_KEY_BYTES or pos + key_len + value_len > end:
+        pos += header
+        key_end = pos + key_len
+        value_end = key_end + value_len
+        if flags or not 0 < key_len <= MAX_KEY_BYTES or value_end > end:
             raise CorruptionError(f"{where}: malformed operation header at payload byte {pos}")
         try:
-            key = str(payload[pos : pos + key_len], "utf-8")
+            key = payload[pos:key_end].decode("utf-8")
         except UnicodeDecodeError:
             raise CorruptionError(f"{where}: key is not UTF-8") from None
-        if not is_normal_key(key):
+        old = live.get(key)
+        if old is None and not (fast_key(key) if key.isascii() else is_normal_key(key)):
             raise CorruptionError(f"{where}: key {key!r} is not a normalized /state key")
-        pos += key_len
         if op == OP_PUT:
-            value = bytes(payload[pos : pos + value_len])
-            pos += value_len
-            old = live.get(key)
-            if old is not None:
-                delta -= OP_HEADER_BYTES + key_len + len(old)
-            live[key] = value
-            delta += OP_HEADER_BYTES + key_len + value_len
-        elif op == OP_DELETE and value_len == 0:
-            old = live.pop(key, None)
-            if old is not None:
-                delta -= OP_HEADER_BYTES + key_len + len(old)
-        else:
+            live[key] = payload[key_end:value_end]
+            delta += header + key_len + value_len
+        elif op != OP_DELETE or value_len:
             raise CorruptionError(f"{where}: unknown operation {op} (value_bytes={value_len})")
+        elif old is not None:
+            del live[key]
+        if old is not None:
+            delta -= header + key_len + len(old)
+        pos = value_end
     if pos != end:
         raise CorruptionError(f"{where}: {end - pos} bytes after the last operation")
-    return op_count, delta
+    return delta
 
 
 def replay(dev, sb: Superblock) -> ReplayResult:
@@ -198,10 +200,9 @@ def replay(dev, sb: Superblock) -> ReplayResult:
             if op_count or payload_bytes:
                 raise CorruptionError(f"{where}: SEAL record with a payload")
         else:
-            payload = reader.view(offset + RECORD_HEADER_BYTES, payload_bytes)
-            applied, delta = _apply_ops(payload, op_count, live, where)
-            ops += applied
-            live_bytes += delta
+            payload = bytes(reader.view(offset + RECORD_HEADER_BYTES, payload_bytes))
+            live_bytes += _apply_ops(payload, op_count, live, where)
+            ops += op_count
         records += 1
         seq += 1
         offset += round_up(RECORD_HEADER_BYTES + payload_bytes, ss)

@@ -30,6 +30,7 @@ from guest.statefs.layout import (
     DEFAULT_RECORD_LIMIT,
     KIND_SEAL,
     KIND_TXN,
+    MAX_OP_BYTES,
     MAX_VALUE_BYTES,
     MIN_RECORDS_PER_REGION,
     OP_DELETE,
@@ -95,6 +96,21 @@ def layout_for(dev, record_limit: int | None = None) -> tuple[int, int]:
     return region_sectors, record_limit
 
 
+def _surely_fits_below(sb: Superblock) -> int:
+    """Live-set size under which the ENOSPC check cannot fail, whatever the key count, so
+    ``put`` can skip computing the snapshot bound (-1 when no such shortcut exists)."""
+    room = sb.region_bytes * LIVE_FILL_NUM // LIVE_FILL_DEN
+    per_record = sb.record_limit - RECORD_HEADER_BYTES - MAX_OP_BYTES
+    overhead = RECORD_HEADER_BYTES + sb.sector_size
+    if per_record <= 0:
+        return -1
+    # bound(x) <= x + (x / per_record + 1) * overhead <= room
+    return int((room - overhead) * per_record / (per_record + overhead)) - 1
+
+
+_pack_op = OP_HEADER.pack
+
+
 class Store:
     """A journaled key/value store; open one with :meth:`open` or :meth:`format`."""
 
@@ -110,6 +126,8 @@ class Store:
         self._pending = bytearray()
         self._pending_ops = 0
         self._failed: BaseException | None = None
+        self._pending_limit = sb.record_limit - RECORD_HEADER_BYTES
+        self._fits_below = _surely_fits_below(sb)
         self.replay = result
         self.counters = {
             "syncs": 0,
@@ -247,28 +265,36 @@ class Store:
 
     def put(self, key: str | bytes, value: BytesLike) -> None:
         """Set ``key`` to ``value`` (durable at the next ``sync()``)."""
-        live = self._require_writable()
-        if not (isinstance(key, str) and (key in live or is_normal_key(key))):
+        live = self._live
+        if live is None or self._failed is not None or self._config.read_only:
+            live = self._require_writable()  # raises the right error
+        # A key already live, or matching the normal form, needs no normalization.
+        if type(key) is not str or (key not in live and not is_normal_key(key)):
             key = normalize_key(key)
-        value = self._check_value(value)
+        if type(value) is not bytes or len(value) > MAX_VALUE_BYTES:
+            value = self._check_value(value)
         encoded = key.encode("utf-8")
-        op_size = OP_HEADER_BYTES + len(encoded) + len(value)
-        self._check_pending_room(op_size)
+        key_len = len(encoded)
+        value_len = len(value)
+        op_size = OP_HEADER_BYTES + key_len + value_len
+        pending = self._pending
+        if len(pending) + op_size > self._pending_limit:
+            self._check_pending_room(op_size)  # raises ENOBUFS
         old = live.get(key)
-        new_live_bytes = self._live_bytes + op_size
-        new_keys = len(live)
         if old is None:
-            new_keys += 1
+            live_bytes = self._live_bytes + op_size
+            grows = True
         else:
-            new_live_bytes -= OP_HEADER_BYTES + len(encoded) + len(old)
-        if new_live_bytes > self._live_bytes:
-            self._check_live_room(new_live_bytes, new_keys)
-        self._pending += OP_HEADER.pack(OP_PUT, 0, len(encoded), len(value))
-        self._pending += encoded
-        self._pending += value
+            live_bytes = self._live_bytes + value_len - len(old)
+            grows = value_len > len(old)
+        if grows and live_bytes > self._fits_below:
+            self._check_live_room(live_bytes, len(live) + (old is None))
+        pending += _pack_op(OP_PUT, 0, key_len, value_len)
+        pending += encoded
+        pending += value
         self._pending_ops += 1
         live[key] = value
-        self._live_bytes = new_live_bytes
+        self._live_bytes = live_bytes
 
     def delete(self, key: str | bytes) -> None:
         """Remove ``key``; ENOENT if absent (durable at the next ``sync()``)."""

@@ -1,8 +1,11 @@
 """Compaction: triggered automatically, keeps the live set, and is atomic under power cuts."""
 
-from guest.statefs import Store, StoreConfig
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from guest.statefs import MemoryBlockDevice, Store, StoreConfig
 from guest.statefs.compaction import snapshot_bytes_bound, snapshot_records
-from guest.statefs.layout import RECORD_HEADER_BYTES
+from guest.statefs.layout import RECORD_HEADER_BYTES, Superblock
 
 from support.crashdev import CrashDevice, PowerCut
 from support.stores import EPOCH, VOLUME_ID, crash_and_reopen, new_store
@@ -144,3 +147,23 @@ def test_a_sync_that_compacts_is_atomic_under_power_cuts():
     outcomes = crash_everywhere(setup, action)
     assert True in outcomes
     assert False in outcomes
+
+
+@given(
+    live_bytes=st.integers(0, 1 << 24),
+    live_keys=st.integers(1, 1 << 16),
+    sectors=st.sampled_from([1200, 4096, 65536, 1 << 17]),
+    sector_size=st.sampled_from([512, 4096]),
+)
+@settings(max_examples=300, deadline=None, derandomize=True)
+def test_the_put_fast_path_never_skips_a_real_enospc(live_bytes, live_keys, sectors, sector_size):
+    from guest.statefs.store import LIVE_FILL_DEN, LIVE_FILL_NUM, _surely_fits_below, layout_for
+
+    if sector_size == 4096:
+        sectors //= 8
+    dev = MemoryBlockDevice(sector_size, sectors)
+    region_sectors, record_limit = layout_for(dev)
+    sb = Superblock(sector_size, sectors, 1, 1, 0, region_sectors, 1, record_limit)
+    room = sb.region_bytes * LIVE_FILL_NUM // LIVE_FILL_DEN
+    if live_bytes <= _surely_fits_below(sb):
+        assert snapshot_bytes_bound(live_bytes, live_keys, sector_size, record_limit) <= room
