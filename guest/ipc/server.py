@@ -20,6 +20,7 @@ import socket
 import stat
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 
 from guest.console import emit
@@ -30,7 +31,9 @@ from guest.ipc.frames import Frame, FrameDecoder, ProtocolError
 MAX_CONNECTIONS = 64
 #: A connection holding part of a frame for longer than this is closed.
 PARTIAL_FRAME_TIMEOUT = 10.0
-#: Stop reading a connection's requests while this many reply bytes wait for it to read.
+#: Stop answering (and reading) a connection's requests while this many reply bytes wait for
+#: it to read; with one reply at most MAX_FRAME_BYTES, a connection never buffers more than
+#: MAX_PENDING_OUTPUT + MAX_FRAME_BYTES of replies, plus one read of requests.
 MAX_PENDING_OUTPUT = 2 * frames.MAX_FRAME_BYTES
 RECV_BYTES = 256 * 1024
 
@@ -42,6 +45,9 @@ class _Connection:
         self.sock = sock
         self.decoder = FrameDecoder()
         self.output = bytearray()
+        #: Requests decoded but not yet answered (while the client is not reading replies).
+        self.backlog: deque[Frame] = deque()
+        #: When the partial frame now buffered started arriving (None: no partial frame).
         self.partial_since: float | None = None
 
     @property
@@ -190,10 +196,20 @@ class FrameServer:
                 pass
             self._close(conn)
             return
-        for request in requests:
-            conn.output += self._reply(request)
-        conn.partial_since = time.monotonic() if conn.decoder.buffered else None
+        conn.backlog.extend(requests)
+        if not conn.decoder.buffered:
+            conn.partial_since = None
+        elif requests or conn.partial_since is None:
+            # A new partial frame began in this read; trickling more bytes of it does not
+            # restart its clock.
+            conn.partial_since = time.monotonic()
+        self._answer_backlog(conn)
         self._update_interest(conn)
+
+    def _answer_backlog(self, conn: _Connection) -> None:
+        """Answer queued requests while the client's unread replies stay under the bound."""
+        while conn.backlog and len(conn.output) < MAX_PENDING_OUTPUT:
+            conn.output += self._reply(conn.backlog.popleft())
 
     def _on_writable(self, conn: _Connection) -> None:
         try:
@@ -204,13 +220,14 @@ class FrameServer:
             self._close(conn)
             return
         del conn.output[:sent]
+        self._answer_backlog(conn)
         self._update_interest(conn)
 
     def _update_interest(self, conn: _Connection) -> None:
         if not conn.open:
             return
         events = 0
-        if len(conn.output) < MAX_PENDING_OUTPUT:
+        if not conn.backlog and len(conn.output) < MAX_PENDING_OUTPUT:
             events |= selectors.EVENT_READ
         if conn.output:
             events |= selectors.EVENT_WRITE

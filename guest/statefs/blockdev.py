@@ -16,9 +16,7 @@ import struct
 from abc import ABC, abstractmethod
 
 from guest.statefs.errors import StatefsError
-
-#: Sector sizes the store accepts (what Linux block devices report through BLKSSZGET).
-SUPPORTED_SECTOR_SIZES = (512, 1024, 2048, 4096)
+from guest.statefs.layout import SECTOR_SIZES
 
 # linux/fs.h: _IOR(0x12, 114, size_t) and _IO(0x12, 104).
 BLKGETSIZE64 = 0x80081272
@@ -30,7 +28,7 @@ class BlockDevice(ABC):
     """Fixed-size array of sectors with read, write, flush and close."""
 
     def __init__(self, sector_size: int, sector_count: int) -> None:
-        if sector_size not in SUPPORTED_SECTOR_SIZES:
+        if sector_size not in SECTOR_SIZES:
             raise StatefsError(errno.EINVAL, f"unsupported sector size {sector_size}")
         if sector_count <= 0:
             raise StatefsError(errno.EINVAL, f"sector count must be positive, got {sector_count}")

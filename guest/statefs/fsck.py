@@ -51,7 +51,11 @@ def check_device(dev, expected: dict[str, bytes] | None = None) -> FsckReport:
     """Check ``dev``: both superblock copies, a full replay, and (if given) that the replayed
     state equals ``expected`` (an open store's committed state)."""
     report = FsckReport()
-    slots = read_slots(dev)
+    try:
+        slots = read_slots(dev)
+    except OSError as exc:
+        report.errors.append(f"cannot read the superblocks: {exc}")
+        return report
     for state in slots:
         text = f"valid, generation {state.superblock.generation}" if state.valid else state.reason
         report.slots.append({"slot": state.slot, "state": text, "valid": state.valid})
@@ -67,14 +71,14 @@ def check_device(dev, expected: dict[str, bytes] | None = None) -> FsckReport:
     report.active_region = sb.active_region
     report.region_bytes = sb.region_bytes
     for state in slots:
-        if state.slot != current.slot and state.reason not in ("", "empty"):
+        if state.slot != current.slot and state.reason != "":
             report.warnings.append(
                 f"superblock slot {state.slot}: {state.reason} "
                 "(expected after a torn superblock write; the other copy is used)"
             )
     try:
         result = replay(dev, sb)
-    except StatefsError as exc:
+    except OSError as exc:  # StatefsError (damage) or a device read error
         report.errors.append(str(exc))
         return report
     report.records = result.records

@@ -38,6 +38,9 @@ OP_PUT = 1
 OP_DELETE = 2
 OP_CODES = (OP_PUT, OP_DELETE)
 
+#: Sector sizes a store can be formatted with.
+SECTOR_SIZES = (512, 1024, 2048, 4096)
+
 #: Largest value, in bytes (a larger put fails with EFBIG).
 MAX_VALUE_BYTES = 64 * 1024
 
@@ -55,7 +58,7 @@ SUPERBLOCK_FIELDS = (
     ("region_sectors", "Q", "sectors in each region (R)"),
     ("volume_id", "Q", "random at format; salts every record CRC"),
     ("record_limit", "I", "largest record in bytes, header included"),
-    ("reserved", "4s", "zero"),
+    ("snapshot_sectors", "I", "sectors at the start of the active region written by compaction"),
 )
 RECORD_FIELDS = (
     ("magic", "4s", 'b"NXSF"'),
@@ -126,6 +129,9 @@ class Superblock:
     region_sectors: int
     volume_id: int
     record_limit: int
+    #: Sectors at the start of the active region that compaction wrote and flushed before this
+    #: superblock named the region: damage there can never be a torn write.
+    snapshot_sectors: int = 0
 
     def region_start(self, region: int) -> int:
         """First LBA of ``region``."""
@@ -154,7 +160,7 @@ class Superblock:
             self.region_sectors,
             self.volume_id,
             self.record_limit,
-            bytes(4),
+            self.snapshot_sectors,
         )
         crc = crc32c(body[CRC_COVERS_FROM:])
         body = body[:4] + crc.to_bytes(4, "little") + body[CRC_COVERS_FROM:]
@@ -164,35 +170,41 @@ class Superblock:
 def decode_superblock(sector: bytes) -> tuple[Superblock | None, str]:
     """Decode one superblock sector: ``(superblock, "")`` or ``(None, reason)``.
 
-    Reasons are stable strings (tests and fsck compare them): ``empty`` (no magic: never
-    written or not ours), ``crc mismatch``, ``unsupported version N``, ``bad field: ...``.
+    Reasons are stable strings (tests and fsck compare them): ``empty`` (never written: no
+    magic, and not a superblock whose magic alone is damaged), ``magic damaged`` (the CRC of
+    the rest verifies), ``crc mismatch``, ``unsupported version N``, ``bad field: ...``.
     """
-    if len(sector) < SUPERBLOCK_BYTES or sector[:4] != SUPERBLOCK_MAGIC:
+    if len(sector) < SUPERBLOCK_BYTES:
         return None, "empty"
     fields = SUPERBLOCK.unpack_from(sector)
-    (_, crc, version, struct_bytes, sector_size, sector_count, generation, epoch, active,
-     region_sectors, volume_id, record_limit, reserved) = fields  # fmt: skip
-    if crc32c(sector[CRC_COVERS_FROM:SUPERBLOCK_BYTES]) != crc:
+    (magic, crc, version, struct_bytes, sector_size, sector_count, generation, epoch, active,
+     region_sectors, volume_id, record_limit, snapshot_sectors) = fields  # fmt: skip
+    crc_ok = crc32c(sector[CRC_COVERS_FROM:SUPERBLOCK_BYTES]) == crc
+    if magic != SUPERBLOCK_MAGIC:
+        # The CRC does not cover the magic: if the rest verifies, this is our superblock with
+        # a damaged magic, which must never pass for a blank device.
+        return None, "magic damaged" if crc_ok and any(sector[:SUPERBLOCK_BYTES]) else "empty"
+    if not crc_ok:
         return None, "crc mismatch"
     if version != FORMAT_VERSION:
         return None, f"unsupported version {version}"
     problems = []
     if struct_bytes != SUPERBLOCK_BYTES:
         problems.append(f"struct_bytes={struct_bytes}")
-    if sector_size not in (512, 1024, 2048, 4096):
+    if sector_size not in SECTOR_SIZES:
         problems.append(f"sector_size={sector_size}")
     if active not in (0, 1):
         problems.append(f"active_region={active}")
     if region_sectors < 1 or SUPERBLOCK_SLOTS + REGION_COUNT * region_sectors > sector_count:
         problems.append(f"region_sectors={region_sectors}")
-    if (
+    elif sector_size in SECTOR_SIZES and (
         record_limit < min_record_limit(sector_size)
         or record_limit % sector_size
         or record_limit * MIN_RECORDS_PER_REGION > region_sectors * sector_size
     ):
         problems.append(f"record_limit={record_limit}")
-    if reserved != bytes(4):
-        problems.append("reserved bytes not zero")
+    if region_sectors >= 1 and snapshot_sectors > region_sectors:
+        problems.append(f"snapshot_sectors={snapshot_sectors}")
     if problems:
         return None, "bad field: " + ", ".join(problems)
     return (
@@ -205,6 +217,7 @@ def decode_superblock(sector: bytes) -> tuple[Superblock | None, str]:
             region_sectors=region_sectors,
             volume_id=volume_id,
             record_limit=record_limit,
+            snapshot_sectors=snapshot_sectors,
         ),
         "",
     )

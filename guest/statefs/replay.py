@@ -210,6 +210,13 @@ def replay(dev, sb: Superblock) -> ReplayResult:
             reason = "end of region"
             break
 
+    snapshot_end = sb.snapshot_sectors * sb.sector_size
+    if offset < snapshot_end:
+        raise CorruptionError(
+            f"compaction snapshot damaged at LBA {start_lba + offset // ss} ({reason}): it "
+            f"was flushed before its superblock, so no crash can explain it",
+            lba=start_lba + offset // ss,
+        )
     _scan_for_later_records(reader, sb, offset, seq)
     torn = False
     if reason in ("crc mismatch", "length out of bounds"):

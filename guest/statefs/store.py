@@ -149,6 +149,15 @@ class Store:
         """
         config = config or StoreConfig()
         started = time.perf_counter()
+        try:
+            return cls._open(dev, config, started)
+        except StatefsError:
+            raise
+        except OSError as exc:
+            raise StatefsError(errno.EIO, f"device read failed while opening: {exc}") from exc
+
+    @classmethod
+    def _open(cls, dev, config: StoreConfig, started: float) -> "Store":
         current = choose_superblock(read_slots(dev))
         sb = current.superblock
         if sb.sector_size != dev.sector_size:
@@ -181,23 +190,26 @@ class Store:
     ) -> "Store":
         """Write a new, empty store to ``dev`` and return it open.
 
-        The new superblock gets a generation above any valid one on the device, so it wins
-        over an earlier store the moment its write completes (and loses, leaving the old store
-        whole, if that write is torn). The random volume id salts every record CRC, so records
-        of any earlier format are never replayed.
+        The new superblock gets a generation above any valid one on the device and goes to
+        both slots, so it wins over an earlier store the moment its first write completes (and
+        loses, leaving the old store whole, if that write is torn). The random volume id salts
+        every record CRC, so records of any earlier format are never replayed.
         """
         config = config or StoreConfig()
         if config.read_only:
             raise StatefsError(errno.EROFS, "cannot format a read-only store")
         region_sectors, record_limit = layout_for(dev, record_limit)
-        slots = read_slots(dev)
+        try:
+            slots = read_slots(dev)
+        except OSError as exc:
+            raise StatefsError(errno.EIO, f"device read failed while formatting: {exc}") from exc
         newest = max(
             (state for state in slots if state.valid),
             key=lambda state: state.superblock.generation,
             default=None,
         )
         generation = newest.superblock.generation + 1 if newest else 1
-        slot = 1 - newest.slot if newest else 0
+        first = 1 - newest.slot if newest else 1
         if volume_id is None:
             volume_id = int.from_bytes(os.urandom(8), "little")
         if epoch is None:
@@ -212,11 +224,16 @@ class Store:
             volume_id=volume_id,
             record_limit=record_limit,
         )
-        dev.write(slot, sb.encode())
-        dev.flush()
-        # Retire the other copy, so an older store can never win over this one later.
-        dev.write(1 - slot, bytes(dev.sector_size))
-        dev.flush()
+        # Both copies, the one not holding the newest old superblock first, each flushed: a cut
+        # during the first write leaves the old store (or, on a blank device, a torn copy next
+        # to an empty one, which reads as unformatted); after it, the new store wins.
+        encoded = sb.encode()
+        try:
+            for slot in (first, 1 - first):
+                dev.write(slot, encoded)
+                dev.flush()
+        except OSError as exc:
+            raise StatefsError(errno.EIO, f"device write failed while formatting: {exc}") from exc
         return cls.open(dev, config)
 
     @classmethod
@@ -559,6 +576,7 @@ class Store:
             region_sectors=sb.region_sectors,
             volume_id=sb.volume_id,
             record_limit=sb.record_limit,
+            snapshot_sectors=total // sb.sector_size,
         )
         slot = 1 - self._slot
         self._io(self._dev.write, slot, new_sb.encode())

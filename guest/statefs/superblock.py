@@ -4,6 +4,11 @@ Like U-Boot's redundant environment, the superblock lives twice (LBA 0 and 1) an
 goes to the copy that is *not* current, with a higher generation. A torn superblock write
 therefore damages only the copy being replaced, and the other one still names a complete
 state. The valid copy with the highest generation wins.
+
+Format writes *both* copies (one after the other, each flushed), so a formatted device never
+has an empty slot. That is what tells the one harmless no-valid-copy case, a first format
+torn on a blank device (one copy damaged, the other never written), from damage to a real
+store (which always leaves a copy that is not empty).
 """
 
 from dataclasses import dataclass
@@ -44,7 +49,12 @@ def choose(slots: list[SlotState]) -> SlotState:
     valid = [state for state in slots if state.valid]
     if valid:
         return max(valid, key=lambda state: (state.superblock.generation, -state.slot))
-    if all(state.reason == "empty" for state in slots):
+    empty = sum(state.reason == "empty" for state in slots)
+    if empty == len(slots):
         raise UnformattedError("device holds no statefs superblock")
+    if empty == len(slots) - 1 and not any(state.reason == "magic damaged" for state in slots):
+        raise UnformattedError(
+            "device holds only a torn first superblock (a format that did not complete)"
+        )
     reasons = "; ".join(f"slot {state.slot}: {state.reason}" for state in slots)
     raise CorruptionError(f"no valid superblock ({reasons})", lba=0)

@@ -48,7 +48,7 @@ def encode_batch(operations: list[tuple[str, bytes | None]]) -> bytes:
     """Encode ``[(key, value)]`` (``value=None`` deletes) for OP_BATCH."""
     parts = []
     for key, value in operations:
-        encoded = key.encode("utf-8")
+        encoded = key.encode("utf-8", "surrogateescape")  # the server rejects non-UTF-8: EINVAL
         if value is None:
             parts.append(encode_op(BATCH_DELETE, encoded))
         else:

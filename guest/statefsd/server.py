@@ -56,12 +56,16 @@ class StatefsServer:
     def socket_path(self) -> str:
         return self.frames.socket_path
 
-    def open_store(self) -> bool:
-        """Open (or, on a device holding no store, format) the store; True if formatted."""
+    def open_store(self, *, format_if_blank: bool = True) -> bool:
+        """Open the store (formatting a device that holds none, if allowed); True if
+        formatted. REOPEN never formats: a store that vanished is an error, not a fresh start."""
         dev = self._open_device()
         try:
             dev.invalidate_cache()
-            store, formatted = Store.open_or_format(dev, self._config)
+            if format_if_blank:
+                store, formatted = Store.open_or_format(dev, self._config)
+            else:
+                store, formatted = Store.open(dev, self._config), False
         except BaseException:
             dev.close()
             raise
@@ -145,11 +149,12 @@ class StatefsServer:
     def _reopen(self, request: Frame) -> Frame:
         """Drop the in-memory state (unsynced changes are lost, as in a crash), close the
         device, open it again, replay."""
-        store = self._require_store()
-        discarded = store.pending_ops
-        self.store = None
-        store.close(sync=False)
-        self.open_store()
+        discarded = 0
+        if self.store is not None:  # None after a failed REOPEN: just try again
+            store, self.store = self.store, None
+            discarded = store.pending_ops
+            store.close(sync=False)
+        self.open_store(format_if_blank=False)
         stats = self.store.stats()
         stats["discarded_pending_ops"] = discarded
         return self._json(request, stats)

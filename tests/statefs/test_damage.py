@@ -140,7 +140,7 @@ def test_one_damaged_superblock_copy_falls_back_to_the_other():
 
 def test_both_superblocks_damaged_is_corruption_not_unformatted():
     store = new_store()
-    image = flip(bytes(store._dev.data), 30)
+    image = flip(flip(bytes(store._dev.data), 30), SS + 30)
     with pytest.raises(CorruptionError) as info:
         open_image(image)
     assert info.value.lba == 0
@@ -153,7 +153,7 @@ def test_superblock_with_a_bad_field_but_good_crc_is_rejected():
     from dataclasses import replace
 
     bad = replace(sb, active_region=5).encode()
-    image = bad + bytes(store._dev.data)[SS:]
+    image = bad + bad + bytes(store._dev.data)[2 * SS :]
     with pytest.raises(CorruptionError, match="active_region=5"):
         open_image(image)
 

@@ -215,8 +215,9 @@ def test_corrupt_device_is_fatal_and_not_formatted_over(disk, tmp_path):
     with Store.format(FileBlockDevice(disk)) as store:
         store.put("/state/k", b"v")
     with open(disk, "r+b") as handle:
-        handle.seek(20)
-        handle.write(b"\xff")
+        for slot in (0, 1):  # both superblock copies
+            handle.seek(slot * 512 + 20)
+            handle.write(b"\xff")
     before = disk.read_bytes()
     proc = subprocess.run(
         [sys.executable, "-m", "guest.statefsd", "--device", str(disk), "--socket",
