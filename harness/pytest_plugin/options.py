@@ -1,0 +1,179 @@
+"""The ``--qemu-*`` options, their ini twins, and how the effective values are chosen.
+
+Precedence: command line > environment (``QEMU_TIMEOUT_MULTIPLIER``, ``QEMU_ARCH``,
+``QEMU_ACCEL``) > ini (``[tool.pytest.ini_options]``) > default. Each value is validated once,
+at configure time, and an invalid one stops the session with a UsageError naming where it came
+from.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from harness.artifacts import RUNS_SUBDIR, default_build_dir
+from harness.config import ACCELS, ARCH_DEFAULTS
+
+GROUP = "statefs-qemu"
+GROUP_DESCRIPTION = "statefs-qemu: QEMU virtual machines"
+KEEP_CHOICES = ("failed", "always", "never")
+
+HELP_ARCH = "guest architecture of the image and VMs (default: aarch64)"
+HELP_ACCEL = "accelerator: auto = KVM when usable for the guest arch, else TCG (default: auto)"
+HELP_MULTIPLIER = (
+    "scale every VM timeout, e.g. 3 on a slow machine (default: $QEMU_TIMEOUT_MULTIPLIER or 1)"
+)
+HELP_KEEP = (
+    "keep each VM's artifacts (uart.log, qmp.jsonl, qemu.stderr): for failed tests only, "
+    "always, or never (default: failed)"
+)
+HELP_ARTIFACTS = "where VM artifacts go (default: <rootdir>/build/runs/pytest)"
+
+# option name, ini name, environment variable, help, default
+_SPECS = {
+    "arch": ("--qemu-arch", "qemu_arch", "QEMU_ARCH", HELP_ARCH, "aarch64"),
+    "accel": ("--qemu-accel", "qemu_accel", "QEMU_ACCEL", HELP_ACCEL, "auto"),
+    "multiplier": (
+        "--qemu-timeout-multiplier",
+        "qemu_timeout_multiplier",
+        "QEMU_TIMEOUT_MULTIPLIER",
+        HELP_MULTIPLIER,
+        "1",
+    ),
+    "keep": ("--qemu-keep-artifacts", "qemu_keep_artifacts", None, HELP_KEEP, "failed"),
+    "artifacts": ("--qemu-artifacts-dir", "qemu_artifacts_dir", None, HELP_ARTIFACTS, ""),
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup(GROUP, GROUP_DESCRIPTION)
+    group.addoption(
+        "--qemu-arch",
+        dest="qemu_arch",
+        default=None,
+        metavar="ARCH",
+        choices=sorted(ARCH_DEFAULTS),
+        help=HELP_ARCH,
+    )
+    group.addoption(
+        "--qemu-accel", dest="qemu_accel", default=None, choices=ACCELS, help=HELP_ACCEL
+    )
+    group.addoption(
+        "--qemu-timeout-multiplier",
+        dest="qemu_timeout_multiplier",
+        default=None,
+        metavar="FACTOR",
+        help=HELP_MULTIPLIER,
+    )
+    group.addoption(
+        "--qemu-keep-artifacts",
+        dest="qemu_keep_artifacts",
+        default=None,
+        choices=KEEP_CHOICES,
+        help=HELP_KEEP,
+    )
+    group.addoption(
+        "--qemu-artifacts-dir",
+        dest="qemu_artifacts_dir",
+        default=None,
+        metavar="DIR",
+        help=HELP_ARTIFACTS,
+    )
+    for _, ini, _, help_text, default in _SPECS.values():
+        parser.addini(ini, help_text, type="string", default=default)
+
+
+@dataclass(frozen=True)
+class QemuSettings:
+    """The effective ``--qemu-*`` settings of a session, with where each came from."""
+
+    arch: str
+    accel: str
+    multiplier: float
+    keep: str
+    artifacts_dir: Path
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def scale(self, seconds: float) -> float:
+        """A timeout scaled by the multiplier."""
+        return seconds * self.multiplier
+
+    def describe(self) -> str:
+        def show(name: str, value: object) -> str:
+            return f"{name}={value} ({self.sources.get(name, 'default')})"
+
+        return ", ".join(
+            [
+                show("arch", self.arch),
+                show("accel", self.accel),
+                show("timeout multiplier", f"{self.multiplier:g}"),
+                show("keep artifacts", self.keep),
+                f"artifacts={self.artifacts_dir}",
+            ]
+        )
+
+
+def _pick(config: pytest.Config, key: str) -> tuple[str, str]:
+    option, ini, env, _, default = _SPECS[key]
+    value = config.getoption(option.lstrip("-").replace("-", "_"))
+    if value is not None:
+        return str(value), option
+    if env is not None and os.environ.get(env):
+        return os.environ[env], f"${env}"
+    ini_value = config.getini(ini)
+    if ini_value not in ("", None) and ini_value != default:
+        return str(ini_value), f"ini {ini}"
+    return str(ini_value or default), "default"
+
+
+def resolve(config: pytest.Config) -> QemuSettings:
+    """Validate and combine the options; raises UsageError naming the bad value's source."""
+    sources: dict[str, str] = {}
+    values: dict[str, str] = {}
+    for key, name in (
+        ("arch", "arch"),
+        ("accel", "accel"),
+        ("multiplier", "timeout multiplier"),
+        ("keep", "keep artifacts"),
+        ("artifacts", "artifacts"),
+    ):
+        values[key], sources[name] = _pick(config, key)
+    if values["arch"] not in ARCH_DEFAULTS:
+        raise pytest.UsageError(
+            f"{sources['arch']}: unknown arch {values['arch']!r} "
+            f"(known: {', '.join(sorted(ARCH_DEFAULTS))})"
+        )
+    if values["accel"] not in ACCELS:
+        raise pytest.UsageError(
+            f"{sources['accel']}: accel must be one of {ACCELS}, got {values['accel']!r}"
+        )
+    try:
+        multiplier = float(values["multiplier"])
+    except ValueError:
+        multiplier = float("nan")
+    if not 0 < multiplier <= 1000:
+        raise pytest.UsageError(
+            f"{sources['timeout multiplier']}: timeout multiplier must be "
+            f"a number in (0, 1000], got {values['multiplier']!r}"
+        )
+    if values["keep"] not in KEEP_CHOICES:
+        raise pytest.UsageError(
+            f"{sources['keep artifacts']}: keep artifacts must be one of "
+            f"{KEEP_CHOICES}, got {values['keep']!r}"
+        )
+    if values["artifacts"]:
+        artifacts = Path(values["artifacts"])
+        if not artifacts.is_absolute():
+            artifacts = config.rootpath / artifacts
+    else:
+        artifacts = (
+            config.rootpath / "build" / RUNS_SUBDIR / "pytest"
+            if os.environ.get("SQ_BUILD_DIR") is None
+            else default_build_dir() / RUNS_SUBDIR / "pytest"
+        )
+    return QemuSettings(
+        values["arch"], values["accel"], multiplier, values["keep"], artifacts, sources
+    )

@@ -1,0 +1,109 @@
+"""The QEMU command line, built from a config and the endpoints of one launch.
+
+Pure: no I/O and no process, so every flag is unit-tested. The harness listens on two unix
+sockets in the VM's private directory and QEMU connects to them as a client (the chardev
+connect happens during QEMU's start-up, before any vCPU runs), so no console byte and no QMP
+event can be missed, and a QEMU that fails to start cannot leave a half-open socket behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.accel import AccelChoice
+from harness.config import MachineConfig
+from harness.errors import ConfigError
+
+#: Kernel command line limits (bytes, including the terminating NUL) by guest arch:
+#: arm64 and x86 define COMMAND_LINE_SIZE as 2048.
+COMMAND_LINE_SIZE: dict[str, int] = {"aarch64": 2048, "x86_64": 2048}
+
+SERIAL_CHARDEV = "serial0"
+QMP_CHARDEV = "qmp0"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where this launch's sockets live (inside the VM's private temp dir)."""
+
+    serial_socket: Path
+    qmp_socket: Path
+
+
+def kernel_command_line(config: MachineConfig) -> str:
+    """The ``-append`` string; raises :class:`ConfigError` if the kernel would truncate it."""
+    line = " ".join(config.kernel_args)
+    limit = COMMAND_LINE_SIZE.get(config.arch, 2048)
+    size = len(line.encode("utf-8"))
+    if size > limit - 1:
+        longest = max(config.kernel_args, key=len)
+        raise ConfigError(
+            f"kernel command line is {size} bytes; the {config.arch} kernel keeps only "
+            f"{limit - 1} (longest argument: {longest[:40]}... {len(longest)} bytes)"
+        )
+    return line
+
+
+def _path_arg(value: os.PathLike[str] | str) -> str:
+    return os.fspath(value).replace(",", ",,")
+
+
+def build_argv(
+    config: MachineConfig,
+    endpoints: Endpoints,
+    accel: AccelChoice,
+    *,
+    qemu_path: str | None = None,
+    name: str = "vm",
+) -> list[str]:
+    """The complete argv (QEMU binary first; no ``setpriv`` wrapper, see Machine)."""
+    argv: list[str] = [qemu_path or config.qemu]
+    argv += ["-name", name, "-nodefaults", "-no-user-config", "-display", "none"]
+    argv += ["-msg", "timestamp=on"]
+    argv += ["-machine", config.machine_type]
+    argv += ["-accel", accel.name]
+    argv += ["-cpu", "host" if accel.is_kvm else config.tcg_cpu]
+    argv += ["-smp", str(config.smp), "-m", str(config.memory_mib)]
+    if config.no_reboot:
+        argv.append("-no-reboot")
+    if config.start_paused:
+        argv.append("-S")
+    if config.kernel is not None:
+        argv += ["-kernel", _path_arg(config.kernel)]
+    if config.initramfs is not None:
+        argv += ["-initrd", _path_arg(config.initramfs)]
+    if config.kernel_args:
+        argv += ["-append", kernel_command_line(config)]
+
+    argv += ["-chardev", f"socket,id={SERIAL_CHARDEV},path={_path_arg(endpoints.serial_socket)}"]
+    argv += ["-serial", f"chardev:{SERIAL_CHARDEV}"]
+    argv += ["-chardev", f"socket,id={QMP_CHARDEV},path={_path_arg(endpoints.qmp_socket)}"]
+    argv += ["-mon", f"chardev={QMP_CHARDEV},mode=control"]
+    if config.debug_qmp_socket is not None:
+        argv += ["-qmp", f"unix:{_path_arg(config.debug_qmp_socket)},server=on,wait=off"]
+
+    for index, disk in enumerate(config.disks):
+        drive_id = disk.id or f"d{index}"
+        argv += ["-drive", disk.drive_arg(drive_id)]
+        argv += ["-device", disk.device_arg(drive_id, config.virtio)]
+    for device in config.devices:
+        argv += ["-device", device]
+    argv += list(config.extra_args)
+    _check_unique_drive_ids(config)
+    return argv
+
+
+def _check_unique_drive_ids(config: MachineConfig) -> None:
+    ids = [disk.id or f"d{i}" for i, disk in enumerate(config.disks)]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ConfigError(f"duplicate drive ids: {', '.join(duplicates)}")
+
+
+def display_argv(argv: Sequence[str]) -> str:
+    """One argument per line, shell-quoted: how ``qemu.argv`` stores it for copy-paste."""
+    return " \\\n    ".join(shlex.quote(arg) for arg in argv) + "\n"

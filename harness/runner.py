@@ -1,0 +1,346 @@
+"""Boot sequences: watch one boot against its contract, and run the multi-boot contract.
+
+:func:`watch_boot` is the loop every VM test uses: it feeds the console to a
+:class:`~harness.matcher.BootMatcher` as the drainer reads it, applies the deadline and the
+per-marker timeouts, notices QMP ``GUEST_PANICKED``, and stops at the first decisive event:
+
+* a failure line: keep reading for the contract's ``failure_grace`` (the traceback after
+  it), then stop - no waiting for the timeout;
+* every required marker, when ``until="markers"`` (``RUN_UNTIL_MARKER=1``);
+* the guest's power-off (console EOF), when ``until="poweroff"``; then QEMU's exit must be a
+  guest shutdown, or the boot fails;
+* the deadline.
+
+:class:`ContractRunner` runs the boots of the contract on one disk, one QEMU process each,
+passes captured values forward (``same_across_boots``) and writes ``run.json``. Every boot but
+the last always runs to the guest's power-off, even with ``until_marker``: cutting a boot short
+could lose what the next boot is about to check.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from harness.artifacts import RUN_SUMMARY, VmArtifacts
+from harness.config import Accel, DiskSpec, MachineConfig
+from harness.contract import Contract
+from harness.deadline import Deadline
+from harness.errors import ConfigError, DeadlineExceeded
+from harness.kernel_args import new_nonce, render
+from harness.machine import ExitInfo, Machine, MachineState
+from harness.matcher import BootMatcher, Outcome, ProgressCallback
+from harness.qmp import GUEST_PANICKED
+
+log = logging.getLogger(__name__)
+
+Until = Literal["markers", "poweroff"]
+ConsoleEcho = Callable[[str], None]
+
+_READ_SLICE = 0.25
+DEFAULT_DISK_MIB = 64
+
+
+@dataclass
+class BootResult:
+    """One boot's verdict with its evidence."""
+
+    number: int
+    matcher: BootMatcher
+    artifacts: VmArtifacts
+    argv: list[str]
+    exit: ExitInfo | None
+    accel: str
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.matcher.outcome
+
+    @property
+    def passed(self) -> bool:
+        return self.matcher.outcome is Outcome.PASSED
+
+    def report(self) -> str:
+        header = f"boot {self.number}: {self.outcome.value.upper()}"
+        text = self.matcher.report(header=header)
+        lines = [text]
+        if self.exit is not None:
+            lines.append(f"  qemu: {self.exit.describe()} ({self.accel})")
+        lines.append(f"  uart.log: {self.artifacts.uart_log}")
+        return "\n".join(lines)
+
+    def summary(self) -> dict[str, Any]:
+        m = self.matcher
+        return {
+            "number": self.number,
+            "outcome": m.outcome.value,
+            "reason": m.reason,
+            "dir": str(self.artifacts.path),
+            "accel": self.accel,
+            "argv": self.argv,
+            "exit": None
+            if self.exit is None
+            else {
+                "returncode": self.exit.returncode,
+                "how": self.exit.how,
+                "at": round(self.exit.at, 3),
+                "reason": self.exit.reason,
+            },
+            "markers": {
+                a.marker_id: {
+                    "at": a.at,
+                    "line_no": a.line_no,
+                    "line": a.line,
+                    "groups": dict(a.groups),
+                }
+                for a in m.arrivals.values()
+            },
+            "missing": [marker.id for marker in m.missing],
+            "failure": None
+            if m.failure is None
+            else {
+                "id": m.failure.pattern_id,
+                "at": m.failure.at,
+                "line_no": m.failure.line_no,
+                "line": m.failure.line,
+                "reason": m.failure.reason,
+            },
+        }
+
+
+@dataclass
+class RunResult:
+    """All boots of one contract run."""
+
+    run_dir: Path
+    nonce: str
+    boots: list[BootResult] = field(default_factory=list)
+    expected_boots: tuple[int, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        done = tuple(b.number for b in self.boots)
+        return done == self.expected_boots and all(b.passed for b in self.boots)
+
+    @property
+    def uart_logs(self) -> list[Path]:
+        return [b.artifacts.uart_log for b in self.boots]
+
+    def report(self) -> str:
+        verdict = "PASSED" if self.passed else "FAILED"
+        lines = [f"marker contract {verdict} (run {self.run_dir.name}, nonce {self.nonce})"]
+        lines += [boot.report() for boot in self.boots]
+        skipped = [n for n in self.expected_boots if n not in {b.number for b in self.boots}]
+        if skipped:
+            lines.append(f"boots not run after the failure: {', '.join(map(str, skipped))}")
+        return "\n".join(lines)
+
+
+def watch_boot(
+    machine: Machine,
+    matcher: BootMatcher,
+    deadline: Deadline,
+    *,
+    until: Until = "poweroff",
+    echo: ConsoleEcho | None = None,
+) -> Outcome:
+    """Feed ``machine``'s console to ``matcher`` until a decisive event; see module doc.
+
+    Leaves the machine running or exited; the caller stops it (``with`` does).
+    """
+    transcript = machine.console.transcript
+    cursor = 0
+    grace_deadline: Deadline | None = None
+    panicked_seen = 0
+    while True:
+        wait_for = _READ_SLICE if grace_deadline is None else grace_deadline.timeout(_READ_SLICE)
+        chunks, cursor, ended = transcript.read(cursor, timeout=deadline.timeout(cap=wait_for))
+        for text, at in chunks:
+            if echo is not None:
+                echo(text)
+            matcher.feed(text, at)
+        events = machine.qmp.events if machine.state is MachineState.RUNNING else []
+        for event in events[panicked_seen:]:
+            if event.get("event") == GUEST_PANICKED:
+                matcher.fail(f"QMP {GUEST_PANICKED} at {event.get('host_t')} s")
+        panicked_seen = len(events)
+        matcher.check_time(machine.now())
+        outcome = matcher.outcome
+        if outcome is Outcome.FAILED:
+            if grace_deadline is None:
+                grace_deadline = Deadline(matcher.contract.failure_grace, label="failure grace")
+            if grace_deadline.expired or ended:
+                matcher.flush()
+                return outcome
+            continue
+        if outcome is Outcome.TIMEOUT:
+            return outcome
+        if outcome is Outcome.PASSED and until == "markers":
+            return outcome
+        if ended:
+            if outcome is Outcome.PASSED:
+                matcher.flush()
+                return matcher.outcome
+            return matcher.finish("the console ended (QEMU exited) before every marker arrived")
+        if deadline.expired:
+            if outcome is Outcome.PASSED:
+                matcher.fail(
+                    f"every marker arrived but the guest did not power off within "
+                    f"{deadline.seconds:g} s ({deadline.label})"
+                )
+                return matcher.outcome
+            return matcher.finish(
+                f"{deadline.label}: {deadline.seconds:g} s passed", timed_out=True
+            )
+
+
+def run_boot(
+    machine: Machine,
+    matcher: BootMatcher,
+    deadline: Deadline,
+    *,
+    until: Until = "poweroff",
+    echo: ConsoleEcho | None = None,
+) -> BootResult:
+    """Launch ``machine``, watch it, stop it, and return the verdict with the evidence.
+
+    With ``until="poweroff"`` a passing boot must also end in the guest's own power-off.
+    Launch errors propagate (they are harness errors, not contract verdicts).
+    """
+    with machine:
+        watch_boot(machine, matcher, deadline, until=until, echo=echo)
+        if matcher.outcome is Outcome.PASSED and until == "poweroff":
+            try:
+                # Its own budget: the boot deadline may be spent by the time the markers end.
+                machine.wait(Deadline(5.0, label="exit after console EOF"))
+            except DeadlineExceeded:
+                matcher.fail("the console ended but QEMU did not exit")
+    exit_info = machine.exit_info
+    if (
+        matcher.outcome is Outcome.PASSED
+        and until == "poweroff"
+        and exit_info is not None
+        and not exit_info.guest_powered_off
+    ):
+        matcher.fail(f"the guest did not power off cleanly: {exit_info.describe()}")
+    return BootResult(
+        number=matcher.contract.number,
+        matcher=matcher,
+        artifacts=machine.artifacts,
+        argv=machine.argv,
+        exit=exit_info,
+        accel=machine.accel.name if machine.accel else "?",
+    )
+
+
+def create_disk(path: Path, size_mib: int = DEFAULT_DISK_MIB) -> Path:
+    """A fresh sparse raw disk image of ``size_mib`` MiB (zeros; no blocks allocated)."""
+    if size_mib <= 0:
+        raise ConfigError(f"disk size must be positive, got {size_mib} MiB")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.truncate(size_mib * 1024 * 1024)
+    return path
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run the contract (the CLI's ``run`` flags)."""
+
+    until_marker: bool = False
+    timeout: float | None = None  # the whole run (RUN_TIMEOUT); not scaled
+    multiplier: float = 1.0
+    nonce: str | None = None
+    boots: Sequence[int] | None = None  # default: every boot of the contract
+
+
+class ContractRunner:
+    """Run the contract's boots on one disk (see the module docstring)."""
+
+    def __init__(
+        self,
+        base_config: MachineConfig,
+        contract: Contract,
+        *,
+        run_dir: Path,
+        options: RunOptions = RunOptions(),
+        progress: ProgressCallback | None = None,
+        echo: ConsoleEcho | None = None,
+        on_boot_start: Callable[[int, Machine], None] | None = None,
+    ) -> None:
+        if not base_config.disks:
+            raise ConfigError("the contract needs a disk: MachineConfig.disks is empty")
+        if options.multiplier <= 0:
+            raise ConfigError(f"timeout multiplier must be positive, got {options.multiplier}")
+        self.base_config = base_config
+        self.contract = contract
+        self.run_dir = run_dir
+        self.options = options
+        self.progress = progress
+        self.echo = echo
+        self.on_boot_start = on_boot_start
+
+    def run(self) -> RunResult:
+        nonce = self.options.nonce or new_nonce()
+        numbers = tuple(self.options.boots or self.contract.boot_numbers)
+        result = RunResult(self.run_dir, nonce, expected_boots=numbers)
+        overall = Deadline(self.options.timeout, label="run timeout")
+        pins: dict[str, dict[str, str]] = {}
+        try:
+            for index, number in enumerate(numbers):
+                boot = self.contract.for_boot(number)
+                args = render(boot.kernel_args, {"nonce": nonce, "boot": number})
+                machine = Machine(
+                    self.base_config.with_kernel_args(*args),
+                    name=f"boot{number}",
+                    artifacts_root=self.run_dir,
+                )
+                deadline = overall.child(
+                    boot.timeout * self.options.multiplier, label=f"boot {number} timeout"
+                )
+                matcher = BootMatcher(
+                    boot, pinned=pins, multiplier=self.options.multiplier, on_event=self.progress
+                )
+                last = index == len(numbers) - 1
+                until: Until = "markers" if (last and self.options.until_marker) else "poweroff"
+                if self.on_boot_start is not None:
+                    self.on_boot_start(number, machine)
+                boot_result = run_boot(machine, matcher, deadline, until=until, echo=self.echo)
+                result.boots.append(boot_result)
+                if not boot_result.passed:
+                    break
+                for marker_id, values in matcher.pins_for_next_boot().items():
+                    pins.setdefault(marker_id, {}).update(values)
+        finally:
+            self.write_summary(result)
+        return result
+
+    def write_summary(self, result: RunResult) -> Path:
+        path = self.run_dir / RUN_SUMMARY
+        data = {
+            "run": self.run_dir.name,
+            "contract": self.contract.source,
+            "nonce": result.nonce,
+            "until_marker": self.options.until_marker,
+            "timeout": self.options.timeout,
+            "multiplier": self.options.multiplier,
+            "expected_boots": list(result.expected_boots),
+            "passed": result.passed,
+            "boots": [boot.summary() for boot in result.boots],
+        }
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+
+def contract_config(
+    image: Any, disk: Path, *, cache: str = "writeback", accel: Accel = "auto"
+) -> MachineConfig:
+    """The base config of a contract run: the image's boot profile plus one raw disk."""
+    return MachineConfig.from_image(image, disks=(DiskSpec(str(disk), cache=cache),), accel=accel)

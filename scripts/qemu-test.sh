@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The canonical CI entry point: boot the guest in QEMU and prove the marker contract.
+#
+#   RUN_UNTIL_MARKER=1  stop as soon as every marker has arrived (default: wait for the guest
+#                       to power itself off at the end of each boot)
+#   RUN_TIMEOUT=90s     deadline for the whole run: 90, 90s, 2m, 1m30s (default: the contract's
+#                       per-boot timeouts only)
+#   QEMU_TIMEOUT_MULTIPLIER=2   scale the contract's timeouts (slow machines)
+#
+# Extra arguments go to `python -m harness run` (try --help, --timeline, --console).
+# Everything - the contract, the matching, the report - lives in the harness; this script only
+# maps the environment to flags. It exits 0 only on a full contract and prints where each
+# boot's uart.log is. `make qemu-test` runs ./scripts/setup-host.sh first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${VENV:-.venv}/bin/python
+if [ ! -x "$PY" ]; then
+  echo "qemu-test: $PY not found: run ./scripts/setup-host.sh (or: make qemu-test)" >&2
+  exit 2
+fi
+
+args=(run)
+case "${RUN_UNTIL_MARKER:-0}" in
+  1 | yes | true) args+=(--until-marker) ;;
+  0 | no | false | "") ;;
+  *) echo "qemu-test: RUN_UNTIL_MARKER must be 1 or 0, got '${RUN_UNTIL_MARKER}'" >&2; exit 2 ;;
+esac
+if [ -n "${RUN_TIMEOUT:-}" ]; then
+  args+=(--timeout "$RUN_TIMEOUT")
+fi
+
+exec "$PY" -m harness "${args[@]}" "$@"

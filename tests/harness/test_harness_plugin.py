@@ -1,0 +1,197 @@
+"""The pytest plugin, tested with pytester in a subprocess (the real entry point loads it)."""
+
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from harness_helpers import pid_gone
+
+INNER_HEADER = textwrap.dedent("""
+    import os
+    import pytest
+    from harness.config import MachineConfig
+
+    def fake(mode="normal", console=""):
+        return MachineConfig(qemu_binary=os.environ["FAKE_QEMU_BIN"], accel="tcg",
+                             env=(("FAKE_QEMU_MODE", mode), ("FAKE_QEMU_CONSOLE", console)))
+""")
+
+
+@pytest.fixture
+def inner(pytester: pytest.Pytester, fake_qemu: Path, monkeypatch: pytest.MonkeyPatch):
+    """A pytester whose tests can boot the fake QEMU through the plugin's fixtures."""
+    monkeypatch.setenv("FAKE_QEMU_BIN", str(fake_qemu))
+    monkeypatch.delenv("QEMU_TIMEOUT_MULTIPLIER", raising=False)
+    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")
+    return pytester
+
+
+def test_options_have_a_titled_group_and_ini_twins(inner: pytest.Pytester):
+    result = inner.runpytest_subprocess("--help")
+    out = result.stdout.str()
+    assert "statefs-qemu: QEMU virtual machines:" in out
+    for option in (
+        "--qemu-arch",
+        "--qemu-accel",
+        "--qemu-timeout-multiplier",
+        "--qemu-keep-artifacts",
+        "--qemu-artifacts-dir",
+    ):
+        assert option in out
+        assert option[2:].replace("-", "_") in out  # the ini twin
+
+
+def test_qemu_marker_is_registered_and_documented(inner: pytest.Pytester):
+    result = inner.runpytest_subprocess("--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.qemu(disk_size_mib=64, kernel_args=()):*"])
+
+
+def test_report_header_shows_the_effective_settings(inner: pytest.Pytester):
+    inner.makepyfile("def test_nothing(): pass")
+    result = inner.runpytest_subprocess("--qemu-timeout-multiplier=2.5")
+    result.stdout.fnmatch_lines(
+        [
+            "statefs-qemu: arch=aarch64 (default), accel=auto (default), "
+            "timeout multiplier=2.5 (--qemu-timeout-multiplier)*",
+            "statefs-qemu: accelerator *",
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "ini", "source"),
+    [
+        (["--qemu-timeout-multiplier=abc"], None, None, "--qemu-timeout-multiplier"),
+        ([], "0", None, "$QEMU_TIMEOUT_MULTIPLIER"),
+        ([], None, "qemu_timeout_multiplier = -1", "ini qemu_timeout_multiplier"),
+    ],
+)
+def test_invalid_multiplier_is_a_usage_error_naming_its_source(
+    inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, args, env, ini, source
+):
+    if env is not None:
+        monkeypatch.setenv("QEMU_TIMEOUT_MULTIPLIER", env)
+    if ini is not None:
+        inner.makeini(f"[pytest]\n{ini}\n")
+    inner.makepyfile("def test_nothing(): pass")
+    result = inner.runpytest_subprocess(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{source}: timeout multiplier must be a number*"])
+
+
+def test_precedence_is_cli_then_env_then_ini(
+    inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    inner.makeini("[pytest]\nqemu_timeout_multiplier = 3\n")
+    inner.makepyfile("""
+        def test_show(qemu_settings):
+            print("MULTIPLIER", qemu_settings.multiplier, qemu_settings.sources)
+    """)
+    assert "MULTIPLIER 3.0" in inner.runpytest_subprocess("-s").stdout.str()
+    monkeypatch.setenv("QEMU_TIMEOUT_MULTIPLIER", "2")
+    assert "MULTIPLIER 2.0" in inner.runpytest_subprocess("-s").stdout.str()
+    out = inner.runpytest_subprocess("-s", "--qemu-timeout-multiplier=5").stdout.str()
+    assert "MULTIPLIER 5.0" in out
+    assert "'timeout multiplier': '--qemu-timeout-multiplier'" in out
+
+
+def test_bad_marker_arguments_are_a_usage_error(inner: pytest.Pytester):
+    inner.makepyfile("""
+        import pytest
+        @pytest.mark.qemu(disk_size=1)
+        def test_x(): pass
+    """)
+    result = inner.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*@pytest.mark.qemu takes only keyword arguments*"])
+
+
+def test_failing_vm_test_reports_console_and_artifacts(inner: pytest.Pytester):
+    inner.makepyfile(
+        INNER_HEADER
+        + textwrap.dedent("""
+        @pytest.mark.qemu
+        def test_fails(vm_factory):
+            machine = vm_factory(config=fake(console="hello from the fake guest"))
+            machine.console.expect("hello", vm_factory.timeout(5))
+            assert False, "the test itself failed"
+    """)
+    )
+    result = inner.runpytest_subprocess("--junitxml=junit.xml")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "qemu vm console (last 40 lines)" in out
+    assert "hello from the fake guest" in out
+    assert "qemu vm artifacts" in out
+    artifacts = Path(out.split("artifacts: ", 1)[1].split()[0])
+    assert (artifacts / "uart.log").read_bytes() == b"hello from the fake guest\r\n"  # kept
+    assert artifacts.is_relative_to(inner.path / "build" / "runs" / "pytest")
+    tree = ET.parse(inner.path / "junit.xml")
+    properties = {p.get("name"): p.get("value") for p in tree.iter("property")}
+    assert properties["qemu_artifacts_vm"] == str(artifacts)
+
+
+def test_passing_vm_test_artifacts_go_unless_kept(inner: pytest.Pytester):
+    inner.makepyfile(
+        INNER_HEADER
+        + textwrap.dedent("""
+        @pytest.mark.qemu
+        def test_passes(vm_factory):
+            machine = vm_factory(config=fake(console="fine"))
+            machine.console.expect("fine", vm_factory.timeout(5))
+            print("ARTIFACTS", machine.artifacts.path)
+    """)
+    )
+    out = inner.runpytest_subprocess("-s").stdout.str()
+    assert not Path(out.split("ARTIFACTS ", 1)[1].split()[0]).exists()
+    out = inner.runpytest_subprocess("-s", "--qemu-keep-artifacts=always").stdout.str()
+    assert (Path(out.split("ARTIFACTS ", 1)[1].split()[0]) / "uart.log").exists()
+
+
+def test_no_qemu_survives_a_test_that_raises_mid_boot(inner: pytest.Pytester, tmp_path: Path):
+    pid_file = tmp_path / "pid"
+    inner.makepyfile(
+        INNER_HEADER
+        + textwrap.dedent(f"""
+        @pytest.mark.qemu
+        def test_raises(vm_factory):
+            machine = vm_factory(config=fake())
+            open({str(pid_file)!r}, "w").write(str(machine.pid))
+            raise RuntimeError("mid-boot")
+    """)
+    )
+    result = inner.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    assert pid_gone(int(pid_file.read_text()))
+
+
+def test_vm_factory_requires_the_qemu_marker(inner: pytest.Pytester):
+    inner.makepyfile(
+        INNER_HEADER
+        + textwrap.dedent("""
+        def test_unmarked(vm_factory):
+            vm_factory(config=fake())
+    """)
+    )
+    result = inner.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*boots a VM: mark it @pytest.mark.qemu*"])
+
+
+def test_expect_markers_failure_carries_the_report(inner: pytest.Pytester):
+    inner.makepyfile(
+        INNER_HEADER
+        + textwrap.dedent("""
+        from harness.errors import ContractFailure
+
+        @pytest.mark.qemu
+        def test_markers(vm_factory):
+            machine = vm_factory(config=fake(console="A ok\\nSELFTEST: b FAIL\\nC ok"))
+            with pytest.raises(ContractFailure) as caught:
+                vm_factory.expect_markers(machine, ["A ok", "C ok"], timeout=10)
+            assert "failure line 2" in caught.value.report
+            assert caught.value.report.count("MISSING") == 1
+    """)
+    )
+    inner.runpytest_subprocess().assert_outcomes(passed=1)

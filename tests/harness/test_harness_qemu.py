@@ -1,0 +1,63 @@
+"""The lifecycle against real QEMU without a guest (``-machine none``): fast, no image."""
+
+import signal
+from pathlib import Path
+
+import pytest
+from harness_helpers import pid_gone, requires_qemu_binary
+
+from harness.config import MachineConfig
+from harness.deadline import Deadline
+from harness.errors import LaunchError
+from harness.machine import Machine, MachineState
+
+pytestmark = requires_qemu_binary
+
+NONE = MachineConfig(machine="none")
+
+
+def test_real_qemu_lifecycle_and_qmp(runs_dir: Path):
+    machine = Machine(NONE, name="none", artifacts_root=runs_dir)
+    with machine:
+        assert machine.state is MachineState.RUNNING
+        assert machine.qmp.greeting is not None
+        assert machine.qmp.greeting["QMP"]["version"]["qemu"]["major"] >= 7
+        machine.qmp.stop()
+        assert machine.qmp.query_status()["status"] == "paused"
+        machine.qmp.cont()
+        pid = machine.pid
+    assert pid_gone(pid)
+    assert machine.exit_info is not None
+    assert (machine.exit_info.how, machine.exit_info.reason) == ("quit", "host-qmp-quit")
+
+
+def test_system_reset_resets_or_ends_qemu_under_no_reboot(runs_dir: Path):
+    with Machine(NONE.replace(no_reboot=False), artifacts_root=runs_dir) as machine:
+        since = len(machine.qmp.events)
+        machine.qmp.system_reset()
+        assert machine.qmp.wait_event("RESET", Deadline(5), since=since)["event"] == "RESET"
+        assert machine.is_running()
+    # With -no-reboot (the default: one boot per process) a reset ends QEMU instead.
+    machine = Machine(NONE, artifacts_root=runs_dir).launch()
+    machine.qmp.system_reset()
+    info = machine.wait(Deadline(10))
+    assert (info.how, info.reason) == ("exited", "host-qmp-system-reset")
+
+
+def test_real_qemu_launch_error_carries_its_stderr(runs_dir: Path):
+    config = NONE.replace(extra_args=("-device", "no-such-device"))
+    with pytest.raises(LaunchError) as caught:
+        Machine(config, artifacts_root=runs_dir).launch()
+    assert caught.value.returncode == 1
+    assert "no-such-device" in caught.value.stderr
+    assert "-device no-such-device" in str(caught.value)
+
+
+def test_real_qemu_sigterm_and_power_cut(runs_dir: Path):
+    with Machine(NONE, artifacts_root=runs_dir) as machine:
+        info = machine.power_cut()
+    assert info.returncode == -signal.SIGKILL
+    term = Machine(NONE, artifacts_root=runs_dir).launch()
+    term._kill_group(signal.SIGTERM)
+    info = term.wait(Deadline(10))
+    assert info.reason == "host-signal"  # QEMU reports SIGTERM as a host-signal shutdown
