@@ -74,7 +74,13 @@ class FrameClient:
     def request(self, op: int, key: bytes = b"", value: bytes = b"", flags: int = 0) -> Frame:
         """Send one request and wait for its reply; raise StatefsError on an error status."""
         if self._sock is None:
-            self._open()
+            try:
+                self._open()
+            except OSError as exc:
+                raise StatefsError(
+                    exc.errno or errno.ECONNREFUSED,
+                    f"{self.service} not reachable at {self.socket_path}: {exc.strerror or exc}",
+                ) from exc
         request_id = self._next_id
         self._next_id = (self._next_id + 1) & 0xFFFFFFFF or 1
         frame = Frame(op, request_id, flags=flags, key=key, value=value)

@@ -27,12 +27,9 @@ RECORD_MAGIC = b"NXSF"
 SUPERBLOCK_SLOTS = 2
 REGION_COUNT = 2
 
-#: Record kinds. A TXN carries the operations of one commit group (one ``sync()``); a SEAL is
-#: an empty record written on open after a torn tail, so that debris of the torn group can
-#: never be mistaken for a later group with the same sequence number.
+#: Record kind. A TXN carries the operations of one commit group (one ``sync()``, or one chunk
+#: of a compaction snapshot); the field leaves room for other kinds in later format versions.
 KIND_TXN = 1
-KIND_SEAL = 2
-RECORD_KINDS = (KIND_TXN, KIND_SEAL)
 
 OP_PUT = 1
 OP_DELETE = 2
@@ -65,10 +62,10 @@ RECORD_FIELDS = (
     ("crc", "I", "CRC-32C seeded with the volume salt, of bytes 8..31 and the payload"),
     ("epoch", "I", "the superblock's epoch when written"),
     ("seq", "Q", "commit group number in this epoch, from 1, no gaps"),
-    ("kind", "B", "1 = TXN, 2 = SEAL"),
+    ("kind", "B", "1 = TXN"),
     ("flags", "B", "zero"),
     ("reserved", "H", "zero"),
-    ("op_count", "I", "operations in the payload (0 for a SEAL)"),
+    ("op_count", "I", "operations in the payload"),
     ("payload_bytes", "I", "bytes of operations after this header"),
 )
 OP_FIELDS = (

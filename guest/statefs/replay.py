@@ -25,7 +25,6 @@ from guest.statefs.crc import crc32c
 from guest.statefs.errors import CorruptionError
 from guest.statefs.layout import (
     CRC_COVERS_FROM,
-    KIND_SEAL,
     KIND_TXN,
     OP_DELETE,
     OP_HEADER,
@@ -68,8 +67,8 @@ class ReplayResult:
     records: int
     ops: int
     tail_reason: str
-    #: The header at ``end_offset`` belongs to this epoch and the expected sequence number but
-    #: did not verify: the remains of a torn group, which must be sealed before writing.
+    #: The bytes at ``end_offset`` carry this epoch and the expected sequence number but did
+    #: not verify: the remains of a torn group, which must be sealed before writing.
     torn_tail: bool
     bytes_read: int
     warnings: list[str] = field(default_factory=list)
@@ -194,15 +193,11 @@ def replay(dev, sb: Superblock) -> ReplayResult:
             reason = "stale seq" if rec_seq < seq else "seq ahead"
             break
         where = f"record seq {seq} at LBA {start_lba + offset // ss}"
-        if flags or reserved or kind not in (KIND_TXN, KIND_SEAL):
+        if flags or reserved or kind != KIND_TXN:
             raise CorruptionError(f"{where}: unknown kind {kind} or non-zero flags", lba=None)
-        if kind == KIND_SEAL:
-            if op_count or payload_bytes:
-                raise CorruptionError(f"{where}: SEAL record with a payload")
-        else:
-            payload = bytes(reader.view(offset + RECORD_HEADER_BYTES, payload_bytes))
-            live_bytes += _apply_ops(payload, op_count, live, where)
-            ops += op_count
+        payload = bytes(reader.view(offset + RECORD_HEADER_BYTES, payload_bytes))
+        live_bytes += _apply_ops(payload, op_count, live, where)
+        ops += op_count
         records += 1
         seq += 1
         offset += round_up(RECORD_HEADER_BYTES + payload_bytes, ss)
@@ -218,10 +213,11 @@ def replay(dev, sb: Superblock) -> ReplayResult:
             lba=start_lba + offset // ss,
         )
     _scan_for_later_records(reader, sb, offset, seq)
-    torn = False
-    if reason in ("crc mismatch", "length out of bounds"):
-        header = RECORD_HEADER.unpack(reader.view(offset, RECORD_HEADER_BYTES))
-        torn = header[2] == sb.epoch and header[3] == seq
+    # Debris of the expected group: its epoch and sequence number are there, whatever became
+    # of the magic, the CRC or the length (a tear can split the header anywhere). Only such
+    # debris could later be completed into a record that verifies, so only it needs a seal.
+    head = bytes(reader.view(offset, 20))
+    torn = head[8:20] == sb.epoch.to_bytes(4, "little") + seq.to_bytes(8, "little")
     return ReplayResult(
         live=live,
         live_bytes=live_bytes,

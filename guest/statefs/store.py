@@ -25,10 +25,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from guest.statefs.compaction import snapshot_bytes_bound, snapshot_records
-from guest.statefs.errors import StatefsError
+from guest.statefs.errors import CorruptionError, StatefsError, UnformattedError
 from guest.statefs.layout import (
     DEFAULT_RECORD_LIMIT,
-    KIND_SEAL,
     KIND_TXN,
     MAX_OP_BYTES,
     MAX_VALUE_BYTES,
@@ -38,6 +37,7 @@ from guest.statefs.layout import (
     OP_HEADER_BYTES,
     OP_PUT,
     RECORD_HEADER_BYTES,
+    RECORD_MAGIC,
     REGION_COUNT,
     SUPERBLOCK_SLOTS,
     Superblock,
@@ -94,6 +94,24 @@ def layout_for(dev, record_limit: int | None = None) -> tuple[int, int]:
             errno.EINVAL, f"device of {dev.size_bytes} bytes is too small (need {need} bytes)"
         )
     return region_sectors, record_limit
+
+
+def _refuse_if_journal_present(dev) -> None:
+    """No superblock, but a journal region starts with a record: that is a store whose
+    superblocks were destroyed, not a blank device (a format never writes a record), so it
+    must not be formatted over. Raises CorruptionError; returns if the regions look blank."""
+    try:
+        region_sectors, _ = layout_for(dev)
+    except StatefsError:
+        return  # too small to have held a store
+    for region in range(REGION_COUNT):
+        lba = SUPERBLOCK_SLOTS + region * region_sectors
+        if dev.read(lba, 1).startswith(RECORD_MAGIC):
+            raise CorruptionError(
+                f"no valid superblock, but journal region {region} (LBA {lba}) holds statefs "
+                "records: refusing to treat the device as blank",
+                lba=0,
+            )
 
 
 def _surely_fits_below(sb: Superblock) -> int:
@@ -158,7 +176,11 @@ class Store:
 
     @classmethod
     def _open(cls, dev, config: StoreConfig, started: float) -> "Store":
-        current = choose_superblock(read_slots(dev))
+        try:
+            current = choose_superblock(read_slots(dev))
+        except UnformattedError:
+            _refuse_if_journal_present(dev)
+            raise
         sb = current.superblock
         if sb.sector_size != dev.sector_size:
             raise StatefsError(
@@ -242,8 +264,6 @@ class Store:
 
         A damaged store is never formatted over: that raises like :meth:`open`.
         """
-        from guest.statefs.errors import UnformattedError
-
         try:
             return cls.open(dev, config), False
         except UnformattedError:
@@ -540,13 +560,21 @@ class Store:
         self.counters["flushes"] += 1
 
     def _seal(self) -> None:
-        """Close a torn tail with an empty record so its debris can never be replayed."""
-        record = self._record(KIND_SEAL, 0, b"")
-        if self._offset + len(record) > self._sb.region_bytes:
-            self._compact()
-        else:
-            self._append(record)
+        """Zero the header sector of a torn group before anything else is written.
+
+        The debris carries this epoch and the expected sequence number. Left in place, a later
+        torn write over that sector could supply exactly the bytes it misses (every record
+        starts with the same magic, and a retry may repeat the same payload) and make the
+        dropped group verify: a resurrection. A zeroed sector can never become that header
+        again; a torn zeroing leaves debris the next open finds and zeroes again.
+        """
+        sb = self._sb
+        lba = sb.region_start(sb.active_region) + self._offset // sb.sector_size
+        self._io(self._dev.write, lba, bytes(sb.sector_size))
+        self._io(self._dev.flush)
         self.counters["seals"] += 1
+        self.counters["bytes_written"] += sb.sector_size
+        self.counters["flushes"] += 1
 
     def _compact(self) -> None:
         sb = self._sb

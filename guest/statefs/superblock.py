@@ -7,8 +7,9 @@ state. The valid copy with the highest generation wins.
 
 Format writes *both* copies (one after the other, each flushed), so a formatted device never
 has an empty slot. That is what tells the one harmless no-valid-copy case, a first format
-torn on a blank device (one copy damaged, the other never written), from damage to a real
-store (which always leaves a copy that is not empty).
+torn on a blank device (one copy torn, the other never written), from damage to a real store
+(which always leaves a copy that is not empty). As a second guard, Store.open refuses to call
+a device blank when a journal region starts with a record.
 """
 
 from dataclasses import dataclass
@@ -52,7 +53,9 @@ def choose(slots: list[SlotState]) -> SlotState:
     empty = sum(state.reason == "empty" for state in slots)
     if empty == len(slots):
         raise UnformattedError("device holds no statefs superblock")
-    if empty == len(slots) - 1 and not any(state.reason == "magic damaged" for state in slots):
+    if empty:
+        # A formatted device never has an empty slot, so this is a first format cut during
+        # its first write. (Store.open still refuses if the journal regions hold records.)
         raise UnformattedError(
             "device holds only a torn first superblock (a format that did not complete)"
         )

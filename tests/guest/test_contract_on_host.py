@@ -93,7 +93,7 @@ def test_a_store_that_loses_writes_on_restart_fails_persist(disk, tmp_path, capf
     def forgetful_open(cls, dev, config=None):
         if flag.exists():  # the restart: lose everything (statefsd then formats)
             flag.unlink()
-            dev.write(0, bytes(2 * dev.sector_size))
+            dev.write(0, bytes(dev.size_bytes))
             dev.flush()
         return real_open(cls, dev, config)
 
