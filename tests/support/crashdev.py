@@ -76,17 +76,27 @@ class CrashDevice(BlockDevice):
 
     # -- crash states ------------------------------------------------------------------------
 
-    def image_with(self, kept: tuple[int, ...], torn: tuple[int, int] | None = None) -> bytes:
+    def image_with(
+        self,
+        kept: tuple[int, ...],
+        torn: tuple[int, int] | None = None,
+        *,
+        new_head: bool = True,
+    ) -> bytes:
         """The durable image plus the volatile writes whose indexes are in ``kept`` (applied in
         issue order); ``torn=(index, byte)`` persists only the first ``byte`` bytes of that
-        write's sector (the rest keeps its durable contents)."""
+        write's sector (the rest keeps what it held), or with ``new_head=False`` only the bytes
+        from ``byte`` on (the sector's first bytes keep what they held)."""
         image = bytearray(self.durable)
         ss = self.sector_size
         for index in kept:
             write = self.volatile[index]
             start = write.lba * ss
             if torn is not None and torn[0] == index:
-                image[start : start + torn[1]] = write.data[: torn[1]]
+                if new_head:
+                    image[start : start + torn[1]] = write.data[: torn[1]]
+                else:
+                    image[start + torn[1] : start + ss] = write.data[torn[1] :]
             else:
                 image[start : start + ss] = write.data
         return bytes(image)
