@@ -17,3 +17,12 @@ def emit(line: str) -> None:
     while view:
         written = os.write(_STDOUT_FD, view)
         view = view[written:]
+
+
+def emit_traceback() -> None:
+    """Print the exception being handled, line by line (``traceback`` is imported only here:
+    it drags in ``linecache`` and ``tokenize``, which a healthy boot never needs)."""
+    import traceback
+
+    for line in traceback.format_exc().splitlines():
+        emit(line)

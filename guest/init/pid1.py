@@ -18,9 +18,8 @@ Kernel command line parameters (all optional):
 import base64
 import os
 import sys
-import traceback
 
-from guest.console import emit
+from guest.console import emit, emit_traceback
 
 BUSYBOX = "/bin/busybox"
 MODULE_LIST = "/etc/statefs-qemu/modules"
@@ -128,7 +127,6 @@ def main() -> None:
         emit("init: done, powering off")
     except Exception as exc:  # noqa: BLE001 - PID 1 must survive anything to report it and power off
         emit(f"init: fatal {type(exc).__name__}: {exc}")
-        for line in traceback.format_exc().splitlines():
-            emit(line)
+        emit_traceback()
     finally:
         power_off()

@@ -14,10 +14,9 @@ import os
 import select
 import signal
 import time
-import traceback
 from collections.abc import Callable
 
-from guest.console import emit
+from guest.console import emit, emit_traceback
 
 #: A service's main: called in the child with a "notify ready" callback; returns an exit code.
 ServiceMain = Callable[[Callable[[], None]], int]
@@ -54,8 +53,7 @@ class Supervisor:
                 code = exc.code if isinstance(exc.code, int) else 1
             except BaseException as exc:  # noqa: BLE001 - report anything, then exit the child
                 emit(f"{name}: fatal {type(exc).__name__}: {exc}")
-                for line in traceback.format_exc().splitlines():
-                    emit(line)
+                emit_traceback()
             finally:
                 os._exit(code)
         os.close(ready_w)

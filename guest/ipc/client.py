@@ -11,7 +11,6 @@ import errno
 import json
 import socket
 import time
-from typing import Self
 
 from guest.ipc import frames
 from guest.ipc.frames import Frame, FrameDecoder, ProtocolError
@@ -31,7 +30,7 @@ class FrameClient:
         self._next_id = 1
 
     @classmethod
-    def connect(cls, socket_path: str, *, wait: float = 0.0, timeout: float = 10.0) -> Self:
+    def connect(cls, socket_path: str, *, wait: float = 0.0, timeout: float = 10.0) -> FrameClient:
         """Connect, retrying for up to ``wait`` seconds while the server starts."""
         client = cls(socket_path, timeout=timeout)
         deadline = time.monotonic() + wait
@@ -63,7 +62,7 @@ class FrameClient:
             self._sock.close()
             self._sock = None
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> FrameClient:
         return self
 
     def __exit__(self, *_exc: object) -> None:

@@ -24,9 +24,9 @@ cannot make it hold more than one maximal frame.
 
 import errno
 import struct
-from dataclasses import dataclass
 
 from guest.statefs.paths import MAX_RAW_KEY_BYTES
+from guest.values import Value
 
 MAGIC = b"SF"
 PROTOCOL_VERSION = 1
@@ -58,14 +58,21 @@ class ProtocolError(Exception):
         self.fatal = fatal
 
 
-@dataclass(frozen=True)
-class Frame:
-    op: int
-    request_id: int
-    status: int = 0
-    flags: int = 0
-    key: bytes = b""
-    value: bytes = b""
+class Frame(Value):
+    """One request or response: header fields plus key and value bytes."""
+
+    __slots__ = ("flags", "key", "op", "request_id", "status", "value")
+
+    def __init__(
+        self,
+        op: int,
+        request_id: int,
+        status: int = 0,
+        flags: int = 0,
+        key: bytes = b"",
+        value: bytes = b"",
+    ) -> None:
+        self._set(op=op, request_id=request_id, status=status, flags=flags, key=key, value=value)
 
     def encode(self) -> bytes:
         if len(self.key) > MAX_FRAME_KEY_BYTES or len(self.value) > MAX_FRAME_VALUE_BYTES:

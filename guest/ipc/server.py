@@ -19,11 +19,10 @@ import signal
 import socket
 import stat
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable
 
-from guest.console import emit
+from guest.console import emit, emit_traceback
 from guest.ipc import frames
 from guest.ipc.frames import Frame, FrameDecoder, ProtocolError
 
@@ -278,6 +277,5 @@ class FrameServer:
         except Exception as exc:  # noqa: BLE001 - a handler bug must not stop the server
             self.counters["errors"] += 1
             emit(f"{self.name}: internal error in {request.op_name}: {exc!r}")
-            for line in traceback.format_exc().splitlines():
-                emit(line)
+            emit_traceback()
             return frames.error_frame(request, errno.EIO, f"internal error: {exc!r}")

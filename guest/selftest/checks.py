@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from guest.console import emit
 from guest.keystored.keys import verify
@@ -37,6 +36,7 @@ from guest.statefs.layout import MAX_VALUE_BYTES
 from guest.statefsd.client import StatefsClient
 from guest.updated.bootctl import BOOTCTL_KEY, BootControl
 from guest.updated.service import BootControlClient
+from guest.values import Value
 
 PROBE_KEY = "/state/selftest/probe"
 LARGE_KEY = "/state/selftest/large"
@@ -48,11 +48,18 @@ class CheckFailed(Exception):
     """A proof did not hold; the message is the reason printed after FAIL."""
 
 
-@dataclass(frozen=True)
-class Sockets:
-    statefsd: str = "/run/statefsd.sock"
-    keystored: str = "/run/keystored.sock"
-    updated: str = "/run/updated.sock"
+class Sockets(Value):
+    """Where the services listen (the VM's defaults; host tests use a temp dir)."""
+
+    __slots__ = ("keystored", "statefsd", "updated")
+
+    def __init__(
+        self,
+        statefsd: str = "/run/statefsd.sock",
+        keystored: str = "/run/keystored.sock",
+        updated: str = "/run/updated.sock",
+    ) -> None:
+        self._set(statefsd=statefsd, keystored=keystored, updated=updated)
 
 
 def expect(condition: bool, reason: str) -> None:
@@ -64,12 +71,12 @@ class Selftest:
     """Runs the proofs of one boot. ``restart`` stops and starts every service."""
 
     def __init__(
-        self, *, boot: int, nonce: str, restart: Callable[[], None], sockets: Sockets = Sockets()
+        self, *, boot: int, nonce: str, restart: Callable[[], None], sockets: Sockets | None = None
     ) -> None:
         self.boot = boot
         self.nonce = nonce
         self.restart = restart
-        self.sockets = sockets
+        self.sockets = sockets or Sockets()
         self.values: dict[str, bytes] = {}
 
     # -- clients -----------------------------------------------------------------------------

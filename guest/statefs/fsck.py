@@ -1,31 +1,29 @@
 """fsck: check a statefs device and say what was found, without changing anything."""
 
-from dataclasses import dataclass, field
-
 from guest.statefs.errors import StatefsError
 from guest.statefs.replay import replay
 from guest.statefs.superblock import choose, read_slots
 
 
-@dataclass
 class FsckReport:
     """What :func:`check_device` found. ``ok`` is False if anything is in ``errors``."""
 
-    slots: list[dict[str, object]] = field(default_factory=list)
-    current_slot: int | None = None
-    generation: int | None = None
-    epoch: int | None = None
-    active_region: int | None = None
-    records: int = 0
-    ops: int = 0
-    live_keys: int = 0
-    live_bytes: int = 0
-    journal_bytes: int = 0
-    region_bytes: int = 0
-    tail_reason: str = ""
-    torn_tail: bool = False
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.slots: list[dict[str, object]] = []
+        self.current_slot: int | None = None
+        self.generation: int | None = None
+        self.epoch: int | None = None
+        self.active_region: int | None = None
+        self.records = 0
+        self.ops = 0
+        self.live_keys = 0
+        self.live_bytes = 0
+        self.journal_bytes = 0
+        self.region_bytes = 0
+        self.tail_reason = ""
+        self.torn_tail = False
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
 
     @property
     def ok(self) -> bool:

@@ -14,10 +14,10 @@ compaction. A region holds a sequence of records, each starting on a sector boun
 """
 
 import struct
-from dataclasses import dataclass
 
 from guest.statefs.crc import crc32c
 from guest.statefs.paths import MAX_KEY_BYTES
+from guest.values import Value
 
 FORMAT_VERSION = 1
 
@@ -114,21 +114,46 @@ def volume_salt(volume_id: int) -> int:
     return crc32c(volume_id.to_bytes(8, "little"))
 
 
-@dataclass(frozen=True)
-class Superblock:
+class Superblock(Value):
     """Decoded superblock (the CRC is checked on decode and recomputed on encode)."""
 
-    sector_size: int
-    sector_count: int
-    generation: int
-    epoch: int
-    active_region: int
-    region_sectors: int
-    volume_id: int
-    record_limit: int
-    #: Sectors at the start of the active region that compaction wrote and flushed before this
-    #: superblock named the region: damage there can never be a torn write.
-    snapshot_sectors: int = 0
+    __slots__ = (
+        "active_region",
+        "epoch",
+        "generation",
+        "record_limit",
+        "region_sectors",
+        "sector_count",
+        "sector_size",
+        "snapshot_sectors",
+        "volume_id",
+    )
+
+    def __init__(
+        self,
+        sector_size: int,
+        sector_count: int,
+        generation: int,
+        epoch: int,
+        active_region: int,
+        region_sectors: int,
+        volume_id: int,
+        record_limit: int,
+        snapshot_sectors: int = 0,
+    ) -> None:
+        # snapshot_sectors: sectors at the start of the active region that compaction wrote
+        # and flushed before this superblock named the region (damage there is never a tear).
+        self._set(
+            sector_size=sector_size,
+            sector_count=sector_count,
+            generation=generation,
+            epoch=epoch,
+            active_region=active_region,
+            region_sectors=region_sectors,
+            volume_id=volume_id,
+            record_limit=record_limit,
+            snapshot_sectors=snapshot_sectors,
+        )
 
     def region_start(self, region: int) -> int:
         """First LBA of ``region``."""

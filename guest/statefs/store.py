@@ -22,7 +22,6 @@ import errno
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from guest.statefs.compaction import snapshot_bytes_bound, snapshot_records
 from guest.statefs.errors import CorruptionError, StatefsError, UnformattedError
@@ -48,6 +47,7 @@ from guest.statefs.paths import normalize_key, normalize_prefix
 from guest.statefs.replay import ReplayResult, is_normal_key, replay
 from guest.statefs.superblock import choose as choose_superblock
 from guest.statefs.superblock import read_slots
+from guest.values import Value
 
 BytesLike = bytes | bytearray | memoryview
 
@@ -56,24 +56,31 @@ BytesLike = bytes | bytearray | memoryview
 LIVE_FILL_NUM, LIVE_FILL_DEN = 7, 8
 
 
-@dataclass(frozen=True)
-class StoreConfig:
+class StoreConfig(Value):
     """Tunables that do not change the on-disk format.
 
     ``compact_min_bytes`` and ``compact_garbage_ratio``: ``sync()`` compacts instead of
     appending when the journal would exceed both ``compact_min_bytes`` and
     ``compact_garbage_ratio`` times the size of a fresh snapshot. That keeps replay time
     proportional to the live set, not to the history. It also compacts when the next record
-    does not fit in the region at all.
+    does not fit in the region at all. ``read_only`` opens without ever writing.
     """
 
-    compact_min_bytes: int = 1 << 20
-    compact_garbage_ratio: float = 4.0
-    read_only: bool = False
+    __slots__ = ("compact_garbage_ratio", "compact_min_bytes", "read_only")
 
-    def __post_init__(self) -> None:
-        if self.compact_min_bytes < 0 or self.compact_garbage_ratio < 1.0:
+    def __init__(
+        self,
+        compact_min_bytes: int = 1 << 20,
+        compact_garbage_ratio: float = 4.0,
+        read_only: bool = False,
+    ) -> None:
+        if compact_min_bytes < 0 or compact_garbage_ratio < 1.0:
             raise StatefsError(errno.EINVAL, "compaction thresholds out of range")
+        self._set(
+            compact_min_bytes=compact_min_bytes,
+            compact_garbage_ratio=compact_garbage_ratio,
+            read_only=read_only,
+        )
 
 
 def layout_for(dev, record_limit: int | None = None) -> tuple[int, int]:

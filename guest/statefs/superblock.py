@@ -12,19 +12,19 @@ torn on a blank device (one copy torn, the other never written), from damage to 
 a device blank when a journal region starts with a record.
 """
 
-from dataclasses import dataclass
-
 from guest.statefs.errors import CorruptionError, UnformattedError
 from guest.statefs.layout import SUPERBLOCK_SLOTS, Superblock, decode_superblock
+from guest.values import Value
 
 
-@dataclass(frozen=True)
-class SlotState:
-    """One superblock copy as found on the device."""
+class SlotState(Value):
+    """One superblock copy as found on the device; ``reason`` is "" when valid, else why not
+    ("empty", "crc mismatch", ...)."""
 
-    slot: int
-    superblock: Superblock | None
-    reason: str  # "" when valid, else why not ("empty", "crc mismatch", ...)
+    __slots__ = ("reason", "slot", "superblock")
+
+    def __init__(self, slot: int, superblock: Superblock | None, reason: str) -> None:
+        self._set(slot=slot, superblock=superblock, reason=reason)
 
     @property
     def valid(self) -> bool:

@@ -12,9 +12,9 @@ put of one key, synced: atomic by construction. Pure functions here; the service
 
 import errno
 import json
-from dataclasses import dataclass, replace
 
 from guest.statefs.errors import StatefsError
+from guest.values import Value
 
 BOOTCTL_KEY = "/state/boot/bootctl"
 SLOTS = ("a", "b")
@@ -23,22 +23,26 @@ DEFAULT_TRIES = 3
 FORMAT_VERSION = 1
 
 
-@dataclass(frozen=True)
-class SlotState:
-    priority: int
-    tries_left: int
-    successful: bool
+class SlotState(Value):
+    """One slot: priority (0 = not bootable), tries left, and whether it proved good."""
+
+    __slots__ = ("priority", "successful", "tries_left")
+
+    def __init__(self, priority: int, tries_left: int, successful: bool) -> None:
+        self._set(priority=priority, tries_left=tries_left, successful=successful)
 
     @property
     def bootable(self) -> bool:
         return self.priority > 0 and (self.successful or self.tries_left > 0)
 
 
-@dataclass(frozen=True)
-class BootControl:
-    slots: dict[str, SlotState]
-    #: The slot the last boot attempt chose (what is running now).
-    current: str
+class BootControl(Value):
+    """Both slots, and ``current``: the slot the last boot attempt chose (what runs now)."""
+
+    __slots__ = ("current", "slots")
+
+    def __init__(self, slots: dict[str, SlotState], current: str) -> None:
+        self._set(slots=dict(slots), current=current)
 
     @classmethod
     def initial(cls) -> "BootControl":
@@ -64,8 +68,8 @@ class BootControl:
         slots = dict(self.slots)
         slots[slot] = SlotState(priority=MAX_PRIORITY, tries_left=tries, successful=False)
         previous = slots[other]
-        slots[other] = replace(previous, priority=min(previous.priority, MAX_PRIORITY - 1))
-        return replace(self, slots=slots)
+        slots[other] = previous.replace(priority=min(previous.priority, MAX_PRIORITY - 1))
+        return self.replace(slots=slots)
 
     def boot_attempt(self) -> "BootControl":
         """What the bootloader does at power-on: pick the slot, count a try if it is unproven.
@@ -78,20 +82,20 @@ class BootControl:
         state = slots[chosen]
         if not state.successful:
             tries = state.tries_left - 1
-            slots[chosen] = replace(state, tries_left=tries)
-        return replace(self, slots=slots, current=chosen)
+            slots[chosen] = state.replace(tries_left=tries)
+        return self.replace(slots=slots, current=chosen)
 
     def mark_successful(self) -> "BootControl":
         """The running slot booted fine: keep it (no more tries needed)."""
         slots = dict(self.slots)
-        slots[self.current] = replace(slots[self.current], successful=True, tries_left=0)
-        return replace(self, slots=slots)
+        slots[self.current] = slots[self.current].replace(successful=True, tries_left=0)
+        return self.replace(slots=slots)
 
     def fail_current(self) -> "BootControl":
         """The running slot is bad (e.g. its health check failed): make it unbootable."""
         slots = dict(self.slots)
         slots[self.current] = SlotState(priority=0, tries_left=0, successful=False)
-        return replace(self, slots=slots)
+        return self.replace(slots=slots)
 
     # -- encoding ----------------------------------------------------------------------------
 

@@ -150,9 +150,7 @@ def test_both_superblocks_damaged_is_corruption_not_unformatted():
 def test_superblock_with_a_bad_field_but_good_crc_is_rejected():
     store = new_store()
     sb = store.superblock
-    from dataclasses import replace
-
-    bad = replace(sb, active_region=5).encode()
+    bad = sb.replace(active_region=5).encode()
     image = bad + bad + bytes(store._dev.data)[2 * SS :]
     with pytest.raises(CorruptionError, match="active_region=5"):
         open_image(image)
