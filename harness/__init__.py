@@ -12,6 +12,7 @@ Module map (each module one job; the tree reads as the architecture)::
     contract      the marker contract as data (contract.toml): load and validate
     matcher       BootMatcher: order-tolerant matching, verdicts and reports
     runner        watch_boot / run_boot / ContractRunner: boot sequences
+    diagnosis     likely causes for the user: a locked disk, a broken image, a hung guest
     history       replay a past run's console (the `markers` view)
     progress      live progress lines for a terminal or CI log
     interactive   the console on a developer's terminal (Ctrl-] to quit)

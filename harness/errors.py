@@ -15,11 +15,13 @@ wrapped.
      ├── AccelUnavailable       an accelerator was forced but does not work here
      ├── MachineStateError      a Machine method was called in the wrong state
      ├── LaunchError            QEMU did not start: argv, exit code, stderr
+     │    └── DiskInUse         another process holds the disk image (QEMU's image locking)
      ├── DeadlineExceeded       a deadline passed while waiting for something
      ├── ConsoleError           the serial console broke (send after EOF, ...)
      ├── QmpError               a QMP command failed: command, cause
      ├── ShutdownError          QEMU could not be stopped (should never happen)
-     └── ContractFailure        the guest did not meet the marker contract: the report
+     ├── ContractFailure        the guest did not meet the marker contract: the report
+     └── ImageError             the guest image could not be built (harness.image.errors)
 """
 
 from __future__ import annotations
@@ -98,6 +100,25 @@ class LaunchError(HarnessError):
         self.argv = tuple(argv)
         self.returncode = returncode
         self.stderr = stderr
+
+
+class DiskInUse(LaunchError):
+    """QEMU could not lock a disk image another process has open (``Failed to get "write"
+    lock``); ``disk`` names the image, ``users`` the processes found holding it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        disk: str,
+        users: Sequence[str],
+        argv: Sequence[str],
+        returncode: int | None,
+        stderr: str,
+    ) -> None:
+        super().__init__(message, argv=argv, returncode=returncode, stderr=stderr)
+        self.disk = disk
+        self.users = tuple(users)
 
 
 class DeadlineExceeded(HarnessError):

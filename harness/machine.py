@@ -51,9 +51,11 @@ from harness.artifacts import VmArtifacts, default_runs_dir, new_run_id
 from harness.config import ARCH_DEFAULTS, MachineConfig
 from harness.console import Console, ConsoleLog
 from harness.deadline import Deadline
+from harness.diagnosis import REBUILD_IMAGE, disk_users, lock_conflict
 from harness.errors import (
     ConfigError,
     DependencyMissing,
+    DiskInUse,
     HarnessError,
     LaunchError,
     MachineStateError,
@@ -74,6 +76,7 @@ QUIT_TIMEOUT = 3.0
 TERM_TIMEOUT = 3.0
 KILL_TIMEOUT = 10.0
 STDERR_EVIDENCE_BYTES = 16384
+LAUNCH_EXIT_GRACE = 0.5
 
 
 class MachineState(enum.Enum):
@@ -180,6 +183,30 @@ def _setpriv() -> str | None:
     return shutil.which("setpriv")
 
 
+def missing_qemu_message(binary: str, arch: str) -> str:
+    """What to tell a user whose QEMU binary is not installed: the Debian package and how."""
+    package = ARCH_DEFAULTS[arch].debian_package
+    where = "does not exist or is not executable" if "/" in binary else "not found on PATH"
+    return (
+        f"QEMU binary {binary!r} {where}: install the Debian package {package} with "
+        f"`sudo apt-get install {package} qemu-utils`, or run `make setup` (installs every "
+        f"package and the venv the harness needs)"
+    )
+
+
+def _check_boot_file(what: str, path: Path) -> None:
+    """A kernel or initramfs that is missing or empty fails here, not as a silent guest."""
+    if not path.is_file():
+        raise ConfigError(
+            f"{what} {path} does not exist: build the guest image with `make image` "
+            f"(or `python -m harness image`)"
+        )
+    if path.stat().st_size == 0:
+        raise ConfigError(
+            f"{what} {path} is empty: the guest image is broken; rebuild it with {REBUILD_IMAGE}"
+        )
+
+
 class Machine:
     """A QEMU guest (see the module docstring for the lifecycle and its guarantees).
 
@@ -276,6 +303,7 @@ class Machine:
             self._stop_how = "launch-failed"
             self._post_shutdown()
             if isinstance(exc, _StartupProblem):
+                self._raise_if_disk_in_use()
                 raise LaunchError(
                     f"{self.name}: QEMU failed to start: {exc}",
                     argv=self.argv,
@@ -299,23 +327,41 @@ class Machine:
         )
         return self
 
+    def _raise_if_disk_in_use(self) -> None:
+        """Turn QEMU's image-locking failure into :class:`DiskInUse` naming the holder."""
+        stderr = self.stderr_text()
+        conflict = lock_conflict(stderr)
+        if conflict is None:
+            return
+        users = [user.describe() for user in disk_users(conflict.path)]
+        holder = (
+            ", ".join(users)
+            if users
+            else "another process (none of this user's processes has it open: another "
+            "user's, or another host's on a shared filesystem)"
+        )
+        raise DiskInUse(
+            f"{self.name}: disk image {conflict.path} is in use by {holder}: QEMU could not "
+            f'get its "{conflict.lock}" lock. Stop that VM first, or give this one its own '
+            f"copy of the disk",
+            disk=conflict.path,
+            users=users,
+            argv=self.argv,
+            returncode=self._returncode(),
+            stderr=stderr,
+        ) from None
+
     def _pre_launch(self) -> None:
         """Resolve the binary and accelerator, make the private dir, sockets and argv."""
         qemu_path = shutil.which(self.config.qemu)
         if qemu_path is None:
-            package = ARCH_DEFAULTS[self.config.arch].debian_package
-            raise DependencyMissing(
-                f"QEMU binary {self.config.qemu!r} not found: install it with "
-                f"`apt-get install {package}` (./scripts/setup-host.sh does this)"
-            )
+            raise DependencyMissing(missing_qemu_message(self.config.qemu, self.config.arch))
         for disk in self.config.disks:
             if disk.is_local_file and not Path(disk.file).exists():
                 raise ConfigError(f"disk image {disk.file} does not exist")
-        for path in (self.config.kernel, self.config.initramfs):
-            if path is not None and not path.is_file():
-                raise ConfigError(
-                    f"{path} does not exist (build the image: python -m harness image)"
-                )
+        for what, path in (("kernel", self.config.kernel), ("initramfs", self.config.initramfs)):
+            if path is not None:
+                _check_boot_file(what, path)
         if self.accel is None:
             self.accel = choose_accel(self.config.arch, self.config.accel)
         self._tempdir = _private_socket_dir(self.name)
@@ -536,6 +582,10 @@ class Machine:
     def _ensure_dead(self) -> None:
         if self._process is None:
             return
+        if self._stop_how == "launch-failed":
+            # QEMU that refused to start is usually exiting already: let it finish writing
+            # its error to stderr (the LaunchError's evidence) rather than kill it mid-way.
+            self._wait_process(LAUNCH_EXIT_GRACE)
         if self._process.poll() is None:
             self.logger.warning("QEMU still running at cleanup: SIGKILL")
             self._stop_how = self._stop_how or "sigkill"

@@ -13,7 +13,8 @@ tests feed it recorded transcripts in chunks of any size. It:
 * decides an :class:`Outcome` as soon as it can: FAILED on the first failure line, PASSED when
   every required marker arrived (the caller decides whether to keep watching), TIMEOUT when a
   marker's own deadline passed, INCOMPLETE when the stream ended early;
-* renders a report: missing markers, the failure line, and a bounded console excerpt around
+* renders a report: missing markers, the failure line, hints about the likely cause
+  (added by the runner, see :mod:`harness.diagnosis`), and a bounded console excerpt around
   the last progress.
 """
 
@@ -106,6 +107,9 @@ class BootMatcher:
         self.failure: FailureHit | None = None
         self.outcome = Outcome.RUNNING
         self.reason = ""
+        #: What the evidence suggests about the cause (:mod:`harness.diagnosis`); shown in
+        #: the report, never part of the verdict.
+        self.hints: list[str] = []
         self._partial = ""
         self._partial_at: float | None = None
         self._complete_announced = False
@@ -244,6 +248,11 @@ class BootMatcher:
                 )
         return ""
 
+    def add_hint(self, hint: str) -> None:
+        """Record a likely cause for the report (ignored if already there)."""
+        if hint and hint not in self.hints:
+            self.hints.append(hint)
+
     def fail(self, reason: str) -> None:
         """A failure seen outside the console (a QMP event, QEMU's exit); keeps the first."""
         if self.outcome is not Outcome.FAILED:
@@ -316,6 +325,7 @@ class BootMatcher:
                 f"  failure line {self.failure.line_no} "
                 f"(at {_fmt_time(self.failure.at).strip()} s): {self.failure.line}"
             )
+        out.extend(f"  hint: {hint}" for hint in self.hints)
         missing = self.missing
         if missing:
             out.append("  missing markers: " + ", ".join(m.id for m in missing))

@@ -31,6 +31,7 @@ from harness.artifacts import RUN_SUMMARY, VmArtifacts
 from harness.config import Accel, DiskSpec, MachineConfig
 from harness.contract import Contract
 from harness.deadline import Deadline
+from harness.diagnosis import boot_hints
 from harness.errors import ConfigError, DeadlineExceeded
 from harness.kernel_args import new_nonce, render
 from harness.machine import ExitInfo, Machine, MachineState
@@ -101,6 +102,7 @@ class BootResult:
                 for a in m.arrivals.values()
             },
             "missing": [marker.id for marker in m.missing],
+            "hints": list(m.hints),
             "failure": None
             if m.failure is None
             else {
@@ -151,8 +153,32 @@ def watch_boot(
 ) -> Outcome:
     """Feed ``machine``'s console to ``matcher`` until a decisive event; see module doc.
 
-    Leaves the machine running or exited; the caller stops it (``with`` does).
+    A boot that did not pass gets hints about the likely cause in its report
+    (:func:`harness.diagnosis.boot_hints`: a broken image, a hung guest). Leaves the machine
+    running or exited; the caller stops it (``with`` does).
     """
+    outcome = _watch(machine, matcher, deadline, until=until, echo=echo)
+    if outcome is not Outcome.PASSED:
+        for hint in boot_hints(
+            matcher.lines,
+            now=machine.now(),
+            qemu_exited=machine.console.transcript.closed,
+            failed=outcome is Outcome.FAILED,
+            timed_out=outcome is Outcome.TIMEOUT,
+            multiplier=matcher.multiplier,
+        ):
+            matcher.add_hint(hint)
+    return outcome
+
+
+def _watch(
+    machine: Machine,
+    matcher: BootMatcher,
+    deadline: Deadline,
+    *,
+    until: Until,
+    echo: ConsoleEcho | None,
+) -> Outcome:
     transcript = machine.console.transcript
     cursor = 0
     grace_deadline: Deadline | None = None

@@ -220,10 +220,18 @@ class ImageBuilder:
             and previous is not None
             and previous.get("keys", {}).get("base") == base_key
             and previous.get("keys", {}).get("guest") == guest_key
-            and manifest.outputs_intact(previous, self.out)
         ):
-            log.debug("image %s is up to date", self.out)
-            return image
+            damage = manifest.output_problems(previous, self.out)
+            if not damage:
+                log.debug("image %s is up to date", self.out)
+                return image
+            message = (
+                f"warning: the image in {self.out} is damaged ({'; '.join(damage)}): rebuilding"
+            )
+            if self.progress.enabled:
+                self.progress.note(message)
+            else:
+                log.warning("%s", message)
 
         trees: list[PackageTree] = []
 

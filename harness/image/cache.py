@@ -5,7 +5,8 @@
   holding ``apt/<debian-arch>/`` (private apt root: lists and verified .debs),
   ``trees/<arch>/<key>/`` (unpacked packages) and ``stdlib-closure/`` (modulefinder results);
 * the **segment store** in the build directory: each initramfs segment with the key it was
-  built for, so a rebuild repacks only what changed.
+  built for (and its sha256: a damaged segment is rebuilt, not packed), so a rebuild repacks
+  only what changed.
 
 pytest-xdist workers may all call ``ensure_image`` at once, so builds take an exclusive
 ``flock`` on the output directory and on the cache while they change them.
@@ -14,7 +15,9 @@ pytest-xdist workers may all call ``ensure_image`` at once, so builds take an ex
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +25,8 @@ from pathlib import Path
 
 from harness.image.errors import DiskFull, is_disk_full
 from harness.image.layout import Segment
+
+log = logging.getLogger(__name__)
 
 CACHE_ENV = "STATEFS_QEMU_CACHE"
 
@@ -80,6 +85,9 @@ class SegmentStore:
             return None
         if len(data) != meta.get("size"):
             return None
+        if "sha256" in meta and hashlib.sha256(data).hexdigest() != meta["sha256"]:
+            log.warning("segment %s does not match its sha256: rebuilding it", data_path)
+            return None
         return Segment(
             data,
             frozenset(meta["dirs"]),
@@ -93,6 +101,7 @@ class SegmentStore:
         meta = {
             "key": key,
             "size": len(segment.data),
+            "sha256": hashlib.sha256(segment.data).hexdigest(),
             "dirs": sorted(segment.dirs),
             "next_ino": segment.next_ino,
             "libraries": sorted(segment.libraries),

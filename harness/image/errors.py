@@ -4,7 +4,7 @@ Every failure the builder expects ends up as an :class:`ImageError` whose messag
 wrong *and what to do about it*; the CLI prints that message and exits 1 without a traceback.
 Causes are chained with ``raise ... from`` so ``--verbose`` runs still show them.
 
-Tree::
+Tree (under :class:`harness.errors.HarnessError`)::
 
     ImageError
      +-- RecipeError          images/<arch>.toml or the lock file is malformed
@@ -27,9 +27,16 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness.errors import HarnessError
 
-class ImageError(Exception):
-    """Root of every error the image builder raises on purpose."""
+
+class ImageError(HarnessError):
+    """Root of every error the image builder raises on purpose.
+
+    A :class:`~harness.errors.HarnessError`, so whatever runs the harness (``python -m
+    harness run``, ``make qemu-test``) reports a failed image build as a harness problem
+    with this message, not a traceback.
+    """
 
 
 class RecipeError(ImageError):

@@ -49,7 +49,7 @@ def fake_config(fake_qemu: Path, tmp_path: Path) -> FakeConfig:
             disks = (DiskSpec(str(image)),)
         if kernel_args:
             kernel = tmp_path / "vmlinuz"
-            kernel.write_bytes(b"")
+            kernel.write_bytes(b"fake kernel")
         variables = {"FAKE_QEMU_MODE": mode, "FAKE_QEMU_CONSOLE": console}
         variables.update({f"FAKE_QEMU_{k.upper()}": v for k, v in env.items()})
         return MachineConfig(

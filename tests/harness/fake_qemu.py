@@ -10,7 +10,8 @@ behaves as ``FAKE_QEMU_MODE`` says:
 ``contract``    act like the guest's contract run: read ``sq.boot`` from ``-append`` and print
                 its markers; boot 1 stores a fingerprint in the disk file, boot 2 reads it.
                 ``FAKE_QEMU_FAIL=<marker text>`` prints that marker as a FAIL instead.
-``exit-early``  complain on stderr and exit 1 before connecting (a bad -drive).
+``exit-early``  complain on stderr (``FAKE_QEMU_STDERR``, default a bad -drive) and exit 1
+                before connecting.
 ``hang``        never connect (a launch timeout).
 ``stubborn``    answer ``quit`` but keep running, ignore SIGTERM (forces SIGKILL).
 ``flood``       print ``FAKE_QEMU_LINES`` numbered lines as fast as possible, then power off.
@@ -227,7 +228,8 @@ def main():
             handle.write(str(os.getpid()))
     if fake.mode == "exit-early":
         sys.stderr.write(
-            "qemu-system-aarch64: -drive file=/nope: Could not open '/nope': "
+            os.environ.get("FAKE_QEMU_STDERR")
+            or "qemu-system-aarch64: -drive file=/nope: Could not open '/nope': "
             "No such file or directory\n"
         )
         sys.exit(1)

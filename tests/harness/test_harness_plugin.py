@@ -166,6 +166,32 @@ def test_no_qemu_survives_a_test_that_raises_mid_boot(inner: pytest.Pytester, tm
     assert pid_gone(int(pid_file.read_text()))
 
 
+def test_ctrl_c_in_a_vm_test_stops_qemu_and_keeps_its_artifacts(
+    inner: pytest.Pytester, tmp_path: Path
+):
+    """Ctrl-C during a VM test (KeyboardInterrupt): pytest stops, the fixture's teardown still
+    stops QEMU, and the interrupted test's artifacts are kept (it did not pass)."""
+    record = tmp_path / "record"
+    inner.makepyfile(
+        INNER_HEADER
+        + textwrap.dedent(f"""
+        @pytest.mark.qemu
+        def test_interrupted(vm_factory):
+            machine = vm_factory(config=fake(console="FAKE: up"))
+            machine.console.expect("FAKE: up", vm_factory.timeout(10))
+            open({str(record)!r}, "w").write(f"{{machine.pid}} {{machine.artifacts.path}}")
+            raise KeyboardInterrupt
+    """)
+    )
+    result = inner.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*KeyboardInterrupt*"])
+    pid, artifacts = record.read_text().split(" ", 1)
+    assert pid_gone(int(pid))
+    assert (Path(artifacts) / "uart.log").read_bytes() == b"FAKE: up\r\n"
+    assert (Path(artifacts) / "qmp.jsonl").exists()
+
+
 def test_vm_factory_requires_the_qemu_marker(inner: pytest.Pytester):
     inner.makepyfile(
         INNER_HEADER

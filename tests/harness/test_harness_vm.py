@@ -18,12 +18,15 @@ from pathlib import Path
 import pytest
 from harness_helpers import pid_gone
 
+from guest.keystored.keys import DeviceKey
 from harness.contract import BootContract
 from harness.deadline import Deadline
 from harness.interactive import attach
 from harness.kernel_args import shell_args
 from harness.matcher import BootMatcher, Outcome
 from harness.runner import run_boot
+
+from support.keyleak import find_leaks, read_seed
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -205,12 +208,33 @@ def test_qemu_test_script_passes_the_full_contract(tmp_path: Path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "marker contract PASSED" in result.stdout
     assert "uart.log: " in result.stdout
+    _assert_device_key_never_left_the_disk(tmp_path, result.stdout + result.stderr)
+
+
+def _assert_device_key_never_left_the_disk(runs_dir: Path, output: str) -> None:
+    """The device key's private seed is on the run's disk.img and nowhere else: not in
+    either boot's uart.log, nor in any other artifact (QMP log, QEMU stderr, harness.log,
+    run.json), nor in what the script printed. The fingerprint is (control)."""
+    (run_dir,) = (path for path in runs_dir.iterdir() if (path / "disk.img").is_file())
+    seed = read_seed(run_dir / "disk.img")
+    uart_logs = sorted(run_dir.glob("boot*/uart.log"))
+    assert [log.parent.name for log in uart_logs] == ["boot1", "boot2"]
+    fingerprint = DeviceKey(seed).fingerprint
+    for log in uart_logs:
+        assert f"keystored: device key fingerprint {fingerprint}".encode() in log.read_bytes()
+    artifacts = [p for p in run_dir.rglob("*") if p.is_file() and p.name != "disk.img"]
+    assert len(artifacts) >= 10
+    for path in artifacts:
+        assert find_leaks(path.read_bytes(), seed) == [], f"the device key leaked into {path}"
+    assert find_leaks(output, seed) == []
 
 
 @pytest.mark.qemu
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 128 + 15), (signal.SIGINT, 130)])
 def test_cli_stops_qemu_on_sigterm_and_ctrl_c(tmp_path: Path, sig, code):
-    """`python -m harness boot` killed by SIGTERM or interrupted: QEMU is stopped, by PID."""
+    """`python -m harness boot` killed by SIGTERM or interrupted: QEMU is stopped (checked by
+    PID) and the run's artifacts are kept: console log, QEMU's argv/stderr/QMP log, the
+    harness log and the disk."""
     script = tmp_path / "sleep.py"
     script.write_text(
         "from guest.console import emit\nemit('FAKE: up')\nimport time\ntime.sleep(600)\n"
@@ -240,10 +264,19 @@ def test_cli_stops_qemu_on_sigterm_and_ctrl_c(tmp_path: Path, sig, code):
     while b"FAKE: up" not in seen and not deadline.expired:
         seen += cli.stdout.read1(4096)
     assert b"FAKE: up" in seen
-    log = next((tmp_path / "runs").glob("*/harness.log")).read_text()
-    qemu_pid = int(re.search(r"QEMU running: pid (\d+)", log)[1])
+    harness_log = next((tmp_path / "runs").glob("*/harness.log"))
+    qemu_pid = int(re.search(r"QEMU running: pid (\d+)", harness_log.read_text())[1])
     cli.send_signal(sig)
     _, err = cli.communicate(timeout=30)
     assert cli.returncode == code, err
     assert b"every QEMU process was stopped" in err
     assert pid_gone(qemu_pid)
+    run_dir = harness_log.parent
+    vm_dir = run_dir / "script"
+    assert b"FAKE: up" in (vm_dir / "uart.log").read_bytes()
+    assert "FAKE: up" in (vm_dir / "uart.timestamps").read_text()
+    assert "-no-reboot" in (vm_dir / "qemu.argv").read_text()
+    assert (vm_dir / "qemu.stderr").exists()
+    assert '"execute": "quit"' in (vm_dir / "qmp.jsonl").read_text()
+    assert "QEMU stopped by QMP quit" in harness_log.read_text()
+    assert (run_dir / "disk.img").stat().st_size > 0

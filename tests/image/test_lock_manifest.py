@@ -1,5 +1,6 @@
 """Pins (images/<arch>.lock) and the build manifest."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -82,15 +83,21 @@ def test_checked_in_lock_matches_the_checked_in_recipe() -> None:
 
 def test_manifest_round_trip_and_output_check(tmp_path: Path) -> None:
     (tmp_path / "vmlinuz").write_bytes(b"k" * 10)
-    data = {"arch": "aarch64", "files": {"vmlinuz": {"size": 10, "sha256": "0" * 64}}}
+    digest = hashlib.sha256(b"k" * 10).hexdigest()
+    data = {"arch": "aarch64", "files": {"vmlinuz": {"size": 10, "sha256": digest}}}
     manifest.write(tmp_path / "manifest", data)
     read = manifest.read(tmp_path / "manifest")
     assert read is not None
     assert read["format"] == manifest.MANIFEST_FORMAT
     assert manifest.outputs_intact(read, tmp_path)
+    (tmp_path / "vmlinuz").write_bytes(b"k" * 9 + b"K")  # same size, other bytes
+    assert manifest.output_problems(read, tmp_path) == [
+        "vmlinuz does not match its sha256 in the manifest"
+    ]
     (tmp_path / "vmlinuz").write_bytes(b"k" * 11)
-    assert not manifest.outputs_intact(read, tmp_path)
+    assert manifest.output_problems(read, tmp_path) == ["vmlinuz is 11 bytes, the manifest says 10"]
     (tmp_path / "vmlinuz").unlink()
+    assert manifest.output_problems(read, tmp_path) == ["vmlinuz is missing"]
     assert not manifest.outputs_intact(read, tmp_path)
 
 
