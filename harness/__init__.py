@@ -19,9 +19,10 @@ Module map (each module one job; the tree reads as the architecture)::
     artifacts     build/runs/<run>/<vm>/ layout
     deadline      Deadline objects and durations (90s, 2m)
     errors        HarnessError and its evidence-carrying subclasses
-    cli           `python -m harness run|boot|image|markers`
+    cli           `python -m harness run|boot|image|markers|powercut`
     pytest_plugin fixtures, options and report hooks for pytest
     image         the guest image builder (its own package)
+    powercut      power cuts of the virtual disk: nbdkit write-back cache, campaigns
 
 Nothing is imported here: ``harness.pytest_plugin`` is loaded in every pytest session.
 """

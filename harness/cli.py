@@ -9,6 +9,8 @@ Commands:
 ``image``    build or inspect the guest image (delegates to :mod:`harness.image`).
 ``markers``  replay a past run's console through the contract: which marker came when,
              what was missing, which line failed.
+``powercut`` a power-cut campaign: cut the VM's power while it writes, boot again on the same
+             disk, check that every acknowledged write survived (:mod:`harness.powercut`).
 
 Exit codes: 0 passed, 1 the contract failed, 2 a harness problem (configuration, QEMU or the
 image missing, QEMU failing to start), 130 interrupted.
@@ -34,6 +36,7 @@ from harness.deadline import Deadline, parse_duration
 from harness.errors import ConfigError, DependencyMissing, HarnessError, Terminated
 from harness.kernel_args import new_nonce, render, script_args, shell_args
 from harness.matcher import BootMatcher, Outcome
+from harness.powercut.cli import add_arguments as add_powercut_arguments
 from harness.progress import ProgressPrinter
 from harness.runner import DEFAULT_DISK_MIB, ContractRunner, RunOptions, create_disk
 
@@ -233,6 +236,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_CONTRACT,
         help="marker contract file (default harness/contract.toml)",
     )
+
+    powercut = commands.add_parser(
+        "powercut",
+        help="cut the VM's power while it writes; check what survived",
+        description="Serve the disk through nbdkit with a write-back cache the harness "
+        "controls, cut the power at random moments while the guest writes, decide the fate "
+        "of unflushed writes, boot again and check that no acknowledged write was lost "
+        "(docs/testing/powercut.md). Exit 0 only if every cycle passed.",
+    )
+    vm = powercut.add_argument_group("virtual machine")
+    vm.add_argument("--arch", default="aarch64", help="guest architecture (default aarch64)")
+    vm.add_argument("--accel", choices=ACCELS, default="auto", help="auto, kvm or tcg")
+    vm.add_argument(
+        "--runs-dir", type=Path, default=None, help="where run directories go (default build/runs)"
+    )
+    vm.add_argument(
+        "--timeout-multiplier",
+        type=_multiplier,
+        default=None,
+        help=f"scale every timeout (default ${MULTIPLIER_ENV} or 1)",
+    )
+    add_powercut_arguments(powercut)
     return parser
 
 
@@ -456,7 +481,23 @@ def cmd_markers(args: argparse.Namespace) -> int:
     return EXIT_PASSED if passed else EXIT_FAILED
 
 
-COMMANDS = {"run": cmd_run, "boot": cmd_boot, "image": cmd_image, "markers": cmd_markers}
+def cmd_powercut(args: argparse.Namespace) -> int:
+    from harness.powercut.cli import options_from, run
+
+    options = options_from(args, multiplier=_resolve_multiplier(args))
+    run_dir = create_unique_dir(args.runs_dir or default_runs_dir(), f"powercut-{new_run_id()}")
+    _setup_logging(args.verbose, run_dir)
+    image = _ensure_image(args.arch, ProgressPrinter())
+    return run(options, run_dir=run_dir, image=image)
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "boot": cmd_boot,
+    "image": cmd_image,
+    "markers": cmd_markers,
+    "powercut": cmd_powercut,
+}
 
 
 def _terminate(signum: int, _frame: FrameType | None) -> None:

@@ -21,7 +21,8 @@ wrapped.
      ├── QmpError               a QMP command failed: command, cause
      ├── ShutdownError          QEMU could not be stopped (should never happen)
      ├── ContractFailure        the guest did not meet the marker contract: the report
-     └── ImageError             the guest image could not be built (harness.image.errors)
+     ├── ImageError             the guest image could not be built (harness.image.errors)
+     └── PowerCutError          the power-cut disk server or its cache (harness.powercut)
 """
 
 from __future__ import annotations
