@@ -61,6 +61,10 @@ class Services:
 
     def start_all(self) -> None:
         for name, main in self.order:
+            if name == "keystored":
+                # Imported here, once, in init: every keystored start (two per boot) is then a
+                # fork that skips it, and statefsd is already up while it loads.
+                preload_ed25519()
             self.supervisor.start(name, main)
 
     def stop_all(self) -> None:
@@ -81,7 +85,6 @@ def run_contract(raw_params: dict[str, str]) -> None:
     sockets = Sockets()
     supervisor = Supervisor()
     services = Services(supervisor, params.disk, sockets)
-    preload_ed25519()
     try:
         services.start_all()
         passed = Selftest(

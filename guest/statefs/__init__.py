@@ -19,10 +19,19 @@ from guest.statefs.blockdev import (
     open_block_device,
 )
 from guest.statefs.errors import CorruptionError, StatefsError, UnformattedError
-from guest.statefs.fsck import FsckReport, check_device
 from guest.statefs.layout import MAX_VALUE_BYTES
 from guest.statefs.paths import MAX_KEY_BYTES, MAX_NAME_BYTES, normalize_key, normalize_prefix
 from guest.statefs.store import Store, StoreConfig
+
+
+def __getattr__(name: str):
+    """``check_device`` and ``FsckReport`` load on first use: the boot path never needs them."""
+    if name in ("check_device", "FsckReport"):
+        from guest.statefs import fsck
+
+        return getattr(fsck, name)
+    raise AttributeError(f"module 'guest.statefs' has no attribute {name!r}")
+
 
 __all__ = [
     "MAX_KEY_BYTES",

@@ -136,55 +136,58 @@ def _check_header(header: memoryview, sb: Superblock) -> tuple[tuple[int, ...] |
 
 
 def _verify(reader: _RegionReader, offset: int, fields: tuple[int, ...], sb: Superblock) -> bool:
-    payload_bytes = fields[8]
-    if offset + RECORD_HEADER_BYTES + payload_bytes > sb.region_bytes:
+    """True if the record at ``offset`` (header already unpacked) fits and its CRC verifies."""
+    total = RECORD_HEADER_BYTES + fields[8]
+    if offset + total > sb.region_bytes:
         return False
-    covered = reader.view(offset + CRC_COVERS_FROM, RECORD_HEADER_BYTES - CRC_COVERS_FROM)
-    covered_crc = crc32c(covered, sb.salt)
-    payload = reader.view(offset + RECORD_HEADER_BYTES, payload_bytes)
-    return crc32c(payload, covered_crc) == fields[1]
+    # The CRC covers header bytes 8.. and the payload, which are contiguous: one call.
+    return (
+        crc32c(reader.view(offset + CRC_COVERS_FROM, total - CRC_COVERS_FROM), sb.salt)
+        == (fields[1])
+    )
 
 
-def _apply_ops(payload: bytes, op_count: int, live: dict[str, bytes], where: str) -> int:
-    """Apply a verified TXN's operations to ``live``; returns the live-bytes delta.
+def _apply_ops(data: bytes, pos: int, end: int, op_count: int, live: dict[str, bytes]) -> int:
+    """Apply a verified TXN's operations, ``data[pos:end]``, to ``live``; returns the
+    live-bytes delta. Raises ValueError naming what is malformed (the caller adds where).
 
-    This is replay's inner loop, so it avoids calls it can: a key already live was validated
-    when it went in, and an ASCII key is checked by one regular expression.
+    This is replay's inner loop, so it avoids calls it can: values are sliced straight out of
+    the read buffer, a key already live was validated when it went in, and an ASCII key is
+    checked by one regular expression.
     """
-    pos = 0
-    end = len(payload)
     delta = 0
     unpack_op = OP_HEADER.unpack_from
     header = OP_HEADER_BYTES
     fast_key = _FAST_KEY.fullmatch
+    get = live.get
     for _ in range(op_count):
         if pos + header > end:
-            raise CorruptionError(f"{where}: operation header runs past the payload")
-        op, flags, key_len, value_len = unpack_op(payload, pos)
+            raise ValueError("operation header runs past the payload")
+        op, flags, key_len, value_len = unpack_op(data, pos)
         pos += header
         key_end = pos + key_len
         value_end = key_end + value_len
         if flags or not 0 < key_len <= MAX_KEY_BYTES or value_end > end:
-            raise CorruptionError(f"{where}: malformed operation header at payload byte {pos}")
+            raise ValueError(f"malformed operation header at byte {pos - header}")
         try:
-            key = payload[pos:key_end].decode("utf-8")
+            key = data[pos:key_end].decode("utf-8")
         except UnicodeDecodeError:
-            raise CorruptionError(f"{where}: key is not UTF-8") from None
-        old = live.get(key)
+            raise ValueError("key is not UTF-8") from None
+        old = get(key)
         if old is None and not (fast_key(key) if key.isascii() else is_normal_key(key)):
-            raise CorruptionError(f"{where}: key {key!r} is not a normalized /state key")
+            raise ValueError(f"key {key!r} is not a normalized /state key")
         if op == OP_PUT:
-            live[key] = payload[key_end:value_end]
+            live[key] = data[key_end:value_end]
             delta += header + key_len + value_len
         elif op != OP_DELETE or value_len:
-            raise CorruptionError(f"{where}: unknown operation {op} (value_bytes={value_len})")
+            raise ValueError(f"unknown operation {op} (value_bytes={value_len})")
         elif old is not None:
             del live[key]
         if old is not None:
             delta -= header + key_len + len(old)
         pos = value_end
     if pos != end:
-        raise CorruptionError(f"{where}: {end - pos} bytes after the last operation")
+        raise ValueError(f"{end - pos} bytes after the last operation")
     return delta
 
 
@@ -212,11 +215,19 @@ def replay(dev, sb: Superblock) -> ReplayResult:
         if rec_seq != seq:
             reason = "stale seq" if rec_seq < seq else "seq ahead"
             break
-        where = f"record seq {seq} at LBA {start_lba + offset // ss}"
+        lba = start_lba + offset // ss
         if flags or reserved or kind != KIND_TXN:
-            raise CorruptionError(f"{where}: unknown kind {kind} or non-zero flags", lba=None)
-        payload = bytes(reader.view(offset + RECORD_HEADER_BYTES, payload_bytes))
-        live_bytes += _apply_ops(payload, op_count, live, where)
+            raise CorruptionError(
+                f"record seq {seq} at LBA {lba}: unknown kind {kind} or non-zero flags", lba=lba
+            )
+        data, first, _ = reader.raw(offset, RECORD_HEADER_BYTES + payload_bytes)
+        payload_start = first + RECORD_HEADER_BYTES
+        try:
+            live_bytes += _apply_ops(
+                data, payload_start, payload_start + payload_bytes, op_count, live
+            )
+        except ValueError as exc:
+            raise CorruptionError(f"record seq {seq} at LBA {lba}: {exc}", lba=lba) from None
         ops += op_count
         records += 1
         seq += 1
