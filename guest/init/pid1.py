@@ -20,6 +20,7 @@ import os
 import sys
 
 from guest.console import emit, emit_traceback
+from guest.init.supervisor import ServiceError
 
 BUSYBOX = "/bin/busybox"
 MODULE_LIST = "/etc/statefs-qemu/modules"
@@ -125,6 +126,10 @@ def main() -> None:
             raise ValueError(f"unknown sq.mode={mode!r} (known: {', '.join(sorted(MODES))})")
         handler(params)
         emit("init: done, powering off")
+    except (OSError, ValueError, ServiceError) as exc:
+        # Expected failures (a service that would not start, a bad parameter, a missing
+        # device) already say what went wrong; a traceback would only bury that line.
+        emit(f"init: fatal {type(exc).__name__}: {exc}")
     except Exception as exc:  # noqa: BLE001 - PID 1 must survive anything to report it and power off
         emit(f"init: fatal {type(exc).__name__}: {exc}")
         emit_traceback()
