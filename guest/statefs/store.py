@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterable
 
 from guest.statefs.compaction import snapshot_bytes_bound, snapshot_records
+from guest.statefs.crc import BACKEND as CRC_BACKEND
 from guest.statefs.errors import CorruptionError, StatefsError, UnformattedError
 from guest.statefs.layout import (
     DEFAULT_RECORD_LIMIT,
@@ -50,6 +51,11 @@ from guest.statefs.superblock import read_slots
 from guest.values import Value
 
 BytesLike = bytes | bytearray | memoryview
+
+#: A clean close compacts a journal longer than this many fresh snapshots...
+CLOSE_COMPACT_RATIO = 2
+#: ...and longer than this (a short journal replays fast anyway).
+CLOSE_COMPACT_MIN_BYTES = 256 * 1024
 
 #: The live set may fill at most this fraction of a region (LIVE_FILL_NUM / LIVE_FILL_DEN), so
 #: a region just compacted still has room for new commit groups.
@@ -428,12 +434,26 @@ class Store:
 
     def close(self, *, sync: bool = True) -> None:
         """Close the device, first syncing pending changes unless ``sync=False`` (which drops
-        them, like a crash) or the store failed."""
+        them, like a crash) or the store failed.
+
+        A clean close also checkpoints: when the journal holds more than
+        ``CLOSE_COMPACT_RATIO`` times what a fresh snapshot would (and at least
+        ``CLOSE_COMPACT_MIN_BYTES``), it compacts, so the next open replays the live set once
+        instead of the whole history. Only a crash leaves a long journal to replay.
+        """
         if self._live is None:
             return
         try:
-            if sync and self._pending_ops and self._failed is None and not self._config.read_only:
+            writable = sync and self._failed is None and not self._config.read_only
+            if writable and self._pending_ops:
                 self.sync()
+            if writable and self._offset > CLOSE_COMPACT_MIN_BYTES:
+                sb = self._sb
+                snapshot = snapshot_bytes_bound(
+                    self._live_bytes, len(self._live), sb.sector_size, sb.record_limit
+                )
+                if self._offset > CLOSE_COMPACT_RATIO * snapshot:
+                    self._compact()
         finally:
             self._live = None
             self._dev.close()
@@ -470,6 +490,7 @@ class Store:
             "replay_records": self.replay.records,
             "replay_ms": round(getattr(self, "replay_seconds", 0.0) * 1000, 3),
             "failed": "" if self._failed is None else str(self._failed),
+            "crc": CRC_BACKEND,
             **self.counters,
         }
 

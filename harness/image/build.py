@@ -246,7 +246,7 @@ class ImageBuilder:
             kept, guest_scan = kept_stdlib(
                 recipe, self.guest_dir, _package_scan(base), self.cache / "stdlib-closure"
             )
-            unshipped = sorted(guest_scan.other_roots)
+            unshipped = sorted(set(guest_scan.other_roots) - set(recipe.python.optional))
             if unshipped:
                 log.warning("guest/ imports %s, which the image does not ship", unshipped)
         stdlib_key = _digest([base_key, *sorted(kept)])

@@ -70,6 +70,9 @@ class PythonSpec:
     init_flags: str
     libdirs: tuple[str, ...]
     packages: tuple[PythonPackage, ...]
+    #: Third-party modules guest/ imports only optionally (inside ``except ImportError``),
+    #: deliberately not shipped: the build does not warn about them.
+    optional: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,7 @@ def parse_recipe(data: dict[str, Any], path: Path) -> Recipe:
             init_flags=reader.string(python, "init_flags", "python"),
             libdirs=reader.strings(python, "libdirs", "python"),
             packages=tuple(packages),
+            optional=reader.strings(python, "optional", "python", default=()),
         ),
         stdlib=StdlibSpec(
             extra=reader.strings(stdlib, "extra", "stdlib", default=()),
