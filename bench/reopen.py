@@ -125,7 +125,7 @@ def reopen_table(
     points = []
     for live in live_counts:
         for compact in (False, True):
-            kind = "compacted" if compact else "plain journal"
+            kind = "compacted (after a clean stop)" if compact else "journal (crash recovery)"
             say(f"  reopen: {live:,} live keys, {kind}")
             path = root / f"reopen-{live}-{int(compact)}.img"
             journal = journals.build(
@@ -162,7 +162,7 @@ def compaction_amplification(root: Path, live: int, sector_size: int) -> dict[st
     store.compact()
     written = store.counters["bytes_written"] - before
     after = int(store.stats()["journal_bytes"])
-    store.close()
+    store.close(sync=False)
     path.unlink()
     return {
         "live_keys": live,

@@ -272,15 +272,18 @@ class Store:
         return cls.open(dev, config)
 
     @classmethod
-    def open_or_format(cls, dev, config: StoreConfig | None = None) -> tuple["Store", bool]:
+    def open_or_format(
+        cls, dev, config: StoreConfig | None = None, *, record_limit: int | None = None
+    ) -> tuple["Store", bool]:
         """Open the store, formatting only a device that holds none; returns (store, formatted).
 
         A damaged store is never formatted over: that raises like :meth:`open`.
+        ``record_limit`` applies to a format only (an existing store keeps its own).
         """
         try:
             return cls.open(dev, config), False
         except UnformattedError:
-            return cls.format(dev, config), True
+            return cls.format(dev, config, record_limit=record_limit), True
 
     # -- reads -------------------------------------------------------------------------------
 

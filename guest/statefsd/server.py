@@ -16,8 +16,25 @@ from guest.ipc.frames import Frame
 from guest.ipc.server import FrameServer, ok
 from guest.statefs.blockdev import BlockDevice
 from guest.statefs.errors import StatefsError
-from guest.statefs.store import Store, StoreConfig
+from guest.statefs.layout import RECORD_HEADER_BYTES, round_up
+from guest.statefs.store import Store, StoreConfig, layout_for
 from guest.statefsd import protocol
+
+
+def record_limit_for(dev: BlockDevice) -> int | None:
+    """The record limit statefsd formats with: one largest BATCH frame, as one record (None:
+    the store's default, on a device too small for that).
+
+    Nothing larger can arrive in one request, and a smaller limit shrinks the window every
+    open scans past the journal's end (4 MiB by default; this is 1 MiB + a sector), which
+    costs ~17 ms per open under TCG. Puts that add up to more without a sync get ENOBUFS.
+    """
+    limit = round_up(RECORD_HEADER_BYTES + frames.MAX_FRAME_VALUE_BYTES, dev.sector_size)
+    try:
+        _, default = layout_for(dev)
+    except StatefsError:
+        return None  # too small for any store: format reports it
+    return limit if limit < default else None
 
 
 class StatefsServer:
@@ -63,7 +80,9 @@ class StatefsServer:
         try:
             dev.invalidate_cache()
             if format_if_blank:
-                store, formatted = Store.open_or_format(dev, self._config)
+                store, formatted = Store.open_or_format(
+                    dev, self._config, record_limit=record_limit_for(dev)
+                )
             else:
                 store, formatted = Store.open(dev, self._config), False
         except BaseException:

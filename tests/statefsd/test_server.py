@@ -227,3 +227,23 @@ def test_corrupt_device_is_fatal_and_not_formatted_over(disk, tmp_path):
     assert proc.returncode == 1
     assert proc.stdout.startswith("statefsd: fatal EIO")
     assert disk.read_bytes() == before
+
+
+def test_statefsd_formats_with_a_one_frame_record_limit_where_the_device_allows(tmp_path):
+    from guest.statefs import FileBlockDevice
+    from guest.statefsd.server import record_limit_for
+
+    big = tmp_path / "big.img"
+    FileBlockDevice.create(big, 16 << 20).close()
+    server = ServerThread(big, tmp_path / "big.sock")
+    try:
+        limit = server.server.store.superblock.record_limit
+        assert limit == frames.MAX_FRAME_VALUE_BYTES + 512
+        assert record_limit_for(FileBlockDevice(big)) == limit
+        with server.client() as client:  # a largest BATCH still fits in one record
+            client.batch([(f"/state/b/{n}", bytes(60000)) for n in range(17)])
+    finally:
+        server.stop()
+    small = tmp_path / "small.img"
+    FileBlockDevice.create(small, 2 << 20).close()
+    assert record_limit_for(FileBlockDevice(small)) is None  # the store's own, smaller default
