@@ -40,6 +40,7 @@ qemu-test: setup
 	./scripts/qemu-test.sh
 
 bench: setup
+	@$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[bench]'
 	$(PY) -m bench
 
 clean:
