@@ -160,6 +160,8 @@ class Store:
         self._pending_limit = sb.record_limit - RECORD_HEADER_BYTES
         self._fits_below = _surely_fits_below(sb)
         self.replay = result
+        #: Wall time of the open that built this store (superblocks + replay), for stats.
+        self.replay_seconds = 0.0
         self.counters = {
             "syncs": 0,
             "records_written": 0,
@@ -491,7 +493,7 @@ class Store:
             "active_region": self._sb.active_region,
             "next_seq": self._seq,
             "replay_records": self.replay.records,
-            "replay_ms": round(getattr(self, "replay_seconds", 0.0) * 1000, 3),
+            "replay_ms": round(self.replay_seconds * 1000, 3),
             "failed": "" if self._failed is None else str(self._failed),
             "crc": CRC_BACKEND,
             **self.counters,
