@@ -6,8 +6,8 @@ from hypothesis import strategies as st
 from guest.statefs import MemoryBlockDevice, Store, StoreConfig
 from guest.statefs.compaction import snapshot_bytes_bound, snapshot_records
 from guest.statefs.layout import RECORD_HEADER_BYTES, Superblock
+from harness.crashsim.devices import CrashDevice, PowerCut
 
-from support.crashdev import CrashDevice, PowerCut
 from support.stores import EPOCH, VOLUME_ID, crash_and_reopen, new_store
 
 

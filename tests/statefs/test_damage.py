@@ -15,8 +15,8 @@ from guest.statefs import (
     check_device,
 )
 from guest.statefs.layout import RECORD_HEADER_BYTES, SUPERBLOCK_BYTES
+from harness.crashsim.devices import CrashDevice, PowerCut
 
-from support.crashdev import CrashDevice, PowerCut
 from support.stores import EPOCH, VOLUME_ID, crash_and_reopen, new_store
 
 SS = 512
