@@ -11,8 +11,8 @@ import pytest
 
 from guest.statefs import MemoryBlockDevice, Store, StoreConfig
 from guest.statefs.layout import SUPERBLOCK_SLOTS
+from harness.crashsim.devices import PowerCut
 
-from support.crashdev import PowerCut
 from support.stores import EPOCH, VOLUME_ID
 
 SS = 512
