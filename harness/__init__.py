@@ -10,6 +10,7 @@ Package map (each module one job; the tree reads as the architecture)::
     pytest_plugin fixtures, options and report hooks for pytest
     image/        the guest image builder (its own package)
     powercut/     power cuts of the virtual disk: nbdkit write-back cache, campaigns
+    crashsim/     write logs and every crash state they allow (the host crash simulator)
     process       supervised children (QEMU, nbdkit): process group, atexit kill, pdeathsig
     errors        HarnessError and its evidence-carrying subclasses (standard library only)
     deadline      Deadline objects, durations (90s, 2m), the timeout multiplier bound
@@ -17,6 +18,7 @@ Package map (each module one job; the tree reads as the architecture)::
     diagnosis     likely causes for the user: a locked disk, a broken image, a hung guest
     atomic        files written whole or not at all (run.json, manifests)
 
-No package imports another's internals in a circle (pinned by tests/harness/
-test_harness_imports.py). Nothing is imported here: ``harness.pytest_plugin`` is loaded in every pytest session.
+There is no import circle, type-only imports included (tests/harness/test_harness_imports.py
+pins it). Nothing is imported here: ``harness.pytest_plugin`` is loaded in every pytest
+session.
 """
