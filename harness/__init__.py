@@ -23,6 +23,7 @@ Module map (each module one job; the tree reads as the architecture)::
     pytest_plugin fixtures, options and report hooks for pytest
     image         the guest image builder (its own package)
     powercut      power cuts of the virtual disk: nbdkit write-back cache, campaigns
+    crashsim      write logs and every crash state they allow (the host crash simulator)
 
 Nothing is imported here: ``harness.pytest_plugin`` is loaded in every pytest session.
 """

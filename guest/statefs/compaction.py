@@ -10,6 +10,7 @@ copy whose CRC fails, so the older copy (old state, whole) wins.
 from collections.abc import Iterator, Mapping
 
 from guest.statefs.layout import (
+    FLAG_SNAPSHOT,
     KIND_TXN,
     MAX_OP_BYTES,
     OP_HEADER,
@@ -27,7 +28,10 @@ def snapshot_records(
     sector_size: int,
     record_limit: int,
 ) -> Iterator[bytes]:
-    """Yield the snapshot's records (seq 1, 2, ...), keys in sorted order for determinism."""
+    """Yield the snapshot's records (seq 1, 2, ...), keys in sorted order for determinism.
+
+    Each carries ``FLAG_SNAPSHOT``, so a reader can tell the snapshot from commit groups
+    appended after it without the superblock that names the region."""
     payload_limit = record_limit - RECORD_HEADER_BYTES
     payload = bytearray()
     ops = 0
@@ -40,7 +44,7 @@ def snapshot_records(
         if ops and len(payload) + size > payload_limit:
             yield encode_record(
                 kind=KIND_TXN, epoch=epoch, seq=seq, op_count=ops, payload=payload,
-                salt=salt, sector_size=sector_size,
+                salt=salt, sector_size=sector_size, flags=FLAG_SNAPSHOT,
             )  # fmt: skip
             seq += 1
             payload = bytearray()
@@ -52,7 +56,7 @@ def snapshot_records(
     if ops:
         yield encode_record(
             kind=KIND_TXN, epoch=epoch, seq=seq, op_count=ops, payload=payload,
-            salt=salt, sector_size=sector_size,
+            salt=salt, sector_size=sector_size, flags=FLAG_SNAPSHOT,
         )  # fmt: skip
 
 

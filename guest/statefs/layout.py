@@ -1,4 +1,4 @@
-"""On-disk format of statefs, version 1: every constant, width and struct in one place.
+"""On-disk format of statefs, version 2: every constant, width and struct in one place.
 
 ``docs/storage/statefs.md`` describes this byte for byte; ``tests/statefs/test_format_doc.py``
 reads the field tables below and checks the document's tables agree. All integers are
@@ -19,7 +19,7 @@ from guest.statefs.crc import crc32c
 from guest.statefs.paths import MAX_KEY_BYTES
 from guest.values import Value
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 SUPERBLOCK_MAGIC = b"NXSB"
 RECORD_MAGIC = b"NXSF"
@@ -30,6 +30,10 @@ REGION_COUNT = 2
 #: Record kind. A TXN carries the operations of one commit group (one ``sync()``, or one chunk
 #: of a compaction snapshot); the field leaves room for other kinds in later format versions.
 KIND_TXN = 1
+
+#: Record flag: the record belongs to a compaction snapshot (written before the superblock that
+#: names its region), not to a commit group appended afterwards. Every other flag bit is zero.
+FLAG_SNAPSHOT = 1
 
 OP_PUT = 1
 OP_DELETE = 2
@@ -44,9 +48,9 @@ MAX_VALUE_BYTES = 64 * 1024
 #: Field tables: (name, struct code, meaning). The structs below are built from them.
 SUPERBLOCK_FIELDS = (
     ("magic", "4s", 'b"NXSB"'),
-    ("crc", "I", "CRC-32C of bytes 8..63 of this struct"),
-    ("version", "H", "format version, 1"),
-    ("struct_bytes", "H", "size of this struct, 64"),
+    ("crc", "I", "CRC-32C of bytes 8..67 of this struct"),
+    ("version", "H", "format version, 2"),
+    ("struct_bytes", "H", "size of this struct, 68"),
     ("sector_size", "I", "device sector size the store was formatted with"),
     ("sector_count", "Q", "device sectors the store was formatted with"),
     ("generation", "Q", "incremented on every superblock write; the higher valid copy wins"),
@@ -56,6 +60,7 @@ SUPERBLOCK_FIELDS = (
     ("volume_id", "Q", "random at format; salts every record CRC"),
     ("record_limit", "I", "largest record in bytes, header included"),
     ("snapshot_sectors", "I", "sectors at the start of the active region written by compaction"),
+    ("epoch_ceiling", "I", "highest epoch ever handed out; a compaction takes a higher one"),
 )
 RECORD_FIELDS = (
     ("magic", "4s", 'b"NXSF"'),
@@ -63,7 +68,7 @@ RECORD_FIELDS = (
     ("epoch", "I", "the superblock's epoch when written"),
     ("seq", "Q", "commit group number in this epoch, from 1, no gaps"),
     ("kind", "B", "1 = TXN"),
-    ("flags", "B", "zero"),
+    ("flags", "B", "1 = snapshot (written by compaction), 0 = appended commit group"),
     ("reserved", "H", "zero"),
     ("op_count", "I", "operations in the payload"),
     ("payload_bytes", "I", "bytes of operations after this header"),
@@ -84,7 +89,7 @@ SUPERBLOCK = _struct(SUPERBLOCK_FIELDS)
 RECORD_HEADER = _struct(RECORD_FIELDS)
 OP_HEADER = _struct(OP_FIELDS)
 
-SUPERBLOCK_BYTES = SUPERBLOCK.size  # 64
+SUPERBLOCK_BYTES = SUPERBLOCK.size  # 68
 RECORD_HEADER_BYTES = RECORD_HEADER.size  # 32
 OP_HEADER_BYTES = OP_HEADER.size  # 8
 
@@ -98,6 +103,17 @@ MAX_OP_BYTES = OP_HEADER_BYTES + MAX_KEY_BYTES + MAX_VALUE_BYTES
 DEFAULT_RECORD_LIMIT = 4 * 1024 * 1024
 #: A region must hold at least this many records of the largest size.
 MIN_RECORDS_PER_REGION = 4
+
+
+#: Epochs are 32-bit and compared modulo 2**32: ``b`` is "after" ``a`` when
+#: ``epoch_distance(a, b)`` is below EPOCH_HALF (one compaction advances the ceiling by 1 or 2).
+EPOCH_MASK = 0xFFFFFFFF
+EPOCH_HALF = 1 << 31
+
+
+def epoch_distance(a: int, b: int) -> int:
+    """How many epochs ``b`` lies after ``a``, modulo 2**32."""
+    return (b - a) & EPOCH_MASK
 
 
 def round_up(value: int, multiple: int) -> int:
@@ -123,6 +139,7 @@ class Superblock(Value):
     __slots__ = (
         "active_region",
         "epoch",
+        "epoch_ceiling",
         "generation",
         "record_limit",
         "region_sectors",
@@ -143,9 +160,12 @@ class Superblock(Value):
         volume_id: int,
         record_limit: int,
         snapshot_sectors: int = 0,
+        epoch_ceiling: int | None = None,
     ) -> None:
         # snapshot_sectors: sectors at the start of the active region that compaction wrote
         # and flushed before this superblock named the region (damage there is never a tear).
+        # epoch_ceiling: the highest epoch any compaction was ever allowed to write records
+        # with (the current epoch when not given: a fresh format).
         self._set(
             sector_size=sector_size,
             sector_count=sector_count,
@@ -156,6 +176,7 @@ class Superblock(Value):
             volume_id=volume_id,
             record_limit=record_limit,
             snapshot_sectors=snapshot_sectors,
+            epoch_ceiling=epoch if epoch_ceiling is None else epoch_ceiling,
         )
 
     def region_start(self, region: int) -> int:
@@ -192,6 +213,7 @@ class Superblock(Value):
             self.volume_id,
             self.record_limit,
             self.snapshot_sectors,
+            self.epoch_ceiling,
         )
         crc = crc32c(body[CRC_COVERS_FROM:])
         body = body[:4] + crc.to_bytes(4, "little") + body[CRC_COVERS_FROM:]
@@ -209,7 +231,7 @@ def decode_superblock(sector: bytes) -> tuple[Superblock | None, str]:
         return None, "empty"
     fields = SUPERBLOCK.unpack_from(sector)
     (magic, crc, version, struct_bytes, sector_size, sector_count, generation, epoch, active,
-     region_sectors, volume_id, record_limit, snapshot_sectors) = fields  # fmt: skip
+     region_sectors, volume_id, record_limit, snapshot_sectors, epoch_ceiling) = fields  # fmt: skip
     crc_ok = crc32c(sector[CRC_COVERS_FROM:SUPERBLOCK_BYTES]) == crc
     if magic != SUPERBLOCK_MAGIC:
         # The CRC does not cover the magic: if the rest verifies, this is our superblock with
@@ -236,6 +258,8 @@ def decode_superblock(sector: bytes) -> tuple[Superblock | None, str]:
         problems.append(f"record_limit={record_limit}")
     if region_sectors >= 1 and snapshot_sectors > region_sectors:
         problems.append(f"snapshot_sectors={snapshot_sectors}")
+    if epoch_distance(epoch, epoch_ceiling) >= EPOCH_HALF:
+        problems.append(f"epoch_ceiling={epoch_ceiling}")
     if problems:
         return None, "bad field: " + ", ".join(problems)
     return (
@@ -249,6 +273,7 @@ def decode_superblock(sector: bytes) -> tuple[Superblock | None, str]:
             volume_id=volume_id,
             record_limit=record_limit,
             snapshot_sectors=snapshot_sectors,
+            epoch_ceiling=epoch_ceiling,
         ),
         "",
     )
@@ -267,9 +292,10 @@ def encode_record(
     payload: bytes | bytearray,
     salt: int,
     sector_size: int,
+    flags: int = 0,
 ) -> bytes:
     """A record padded with zeros to whole sectors, ready to write at a sector boundary."""
-    header = RECORD_HEADER.pack(RECORD_MAGIC, 0, epoch, seq, kind, 0, 0, op_count, len(payload))
+    header = RECORD_HEADER.pack(RECORD_MAGIC, 0, epoch, seq, kind, flags, 0, op_count, len(payload))
     crc = crc32c(payload, crc32c(header[CRC_COVERS_FROM:], salt))
     total = RECORD_HEADER_BYTES + len(payload)
     padded = round_up(total, sector_size)

@@ -24,6 +24,7 @@ from guest.statefs.crc import crc32c
 from guest.statefs.errors import CorruptionError
 from guest.statefs.layout import (
     CRC_COVERS_FROM,
+    FLAG_SNAPSHOT,
     KIND_TXN,
     OP_DELETE,
     OP_HEADER,
@@ -201,6 +202,7 @@ def replay(dev, sb: Superblock) -> ReplayResult:
     seq = 1
     records = ops = 0
     start_lba = sb.region_start(sb.active_region)
+    snapshot_end = sb.snapshot_sectors * sb.sector_size
     while True:
         fields, reason = _check_header(reader.view(offset, RECORD_HEADER_BYTES), sb)
         if fields is None:
@@ -216,9 +218,16 @@ def replay(dev, sb: Superblock) -> ReplayResult:
             reason = "stale seq" if rec_seq < seq else "seq ahead"
             break
         lba = start_lba + offset // ss
-        if flags or reserved or kind != KIND_TXN:
+        if reserved or kind != KIND_TXN:
             raise CorruptionError(
-                f"record seq {seq} at LBA {lba}: unknown kind {kind} or non-zero flags", lba=lba
+                f"record seq {seq} at LBA {lba}: unknown kind {kind} or non-zero reserved field",
+                lba=lba,
+            )
+        if flags != (FLAG_SNAPSHOT if offset < snapshot_end else 0):
+            raise CorruptionError(
+                f"record seq {seq} at LBA {lba}: flags {flags} do not match its place "
+                f"({'inside' if offset < snapshot_end else 'after'} the compaction snapshot)",
+                lba=lba,
             )
         data, first, _ = reader.raw(offset, RECORD_HEADER_BYTES + payload_bytes)
         payload_start = first + RECORD_HEADER_BYTES
@@ -236,7 +245,6 @@ def replay(dev, sb: Superblock) -> ReplayResult:
             reason = "end of region"
             break
 
-    snapshot_end = sb.snapshot_sectors * sb.sector_size
     if offset < snapshot_end:
         raise CorruptionError(
             f"compaction snapshot damaged at LBA {start_lba + offset // ss} ({reason}): it "

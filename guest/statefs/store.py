@@ -10,7 +10,9 @@ Invariants the design argues for (``docs/storage/statefs.md`` has the full argum
 * a record is written once, at a sector boundary, into sectors no committed record uses, so a
   sector holding synced records is never rewritten;
 * every record and superblock carries a CRC-32C, and records carry the superblock's epoch and
-  a CRC salted with the volume id, so stale bytes are never replayed;
+  a CRC salted with the volume id; a compaction makes its new epoch durable (the superblock's
+  ``epoch_ceiling``) before writing a record of it, so no epoch is ever used twice and stale
+  bytes of an earlier use of a region are never replayed;
 * compaction writes the live set into the other region and switches over with one superblock
   write, the single commit point.
 
@@ -28,6 +30,7 @@ from guest.statefs.crc import BACKEND as CRC_BACKEND
 from guest.statefs.errors import CorruptionError, StatefsError, UnformattedError
 from guest.statefs.layout import (
     DEFAULT_RECORD_LIMIT,
+    EPOCH_MASK,
     KIND_TXN,
     MAX_OP_BYTES,
     MAX_VALUE_BYTES,
@@ -145,10 +148,21 @@ _pack_op = OP_HEADER.pack
 class Store:
     """A journaled key/value store; open one with :meth:`open` or :meth:`format`."""
 
-    def __init__(self, dev, sb: Superblock, slot: int, result: ReplayResult, config: StoreConfig):
+    def __init__(
+        self,
+        dev,
+        sb: Superblock,
+        slot: int,
+        result: ReplayResult,
+        config: StoreConfig,
+        *,
+        peer_damaged: bool = False,
+    ):
         self._dev = dev
         self._sb = sb
         self._slot = slot
+        #: The superblock copy that is not current holds something that does not verify.
+        self._peer_damaged = peer_damaged
         self._config = config
         self._live: dict[str, bytes] | None = result.live
         self._live_bytes = result.live_bytes
@@ -192,7 +206,8 @@ class Store:
     @classmethod
     def _open(cls, dev, config: StoreConfig, started: float) -> "Store":
         try:
-            current = choose_superblock(read_slots(dev))
+            slots = read_slots(dev)
+            current = choose_superblock(slots)
         except UnformattedError:
             _refuse_if_journal_present(dev)
             raise
@@ -209,7 +224,9 @@ class Store:
                 f"device has {dev.sector_count} sectors, store needs {sb.sector_count}",
             )
         result = replay(dev, sb)
-        store = cls(dev, sb, current.slot, result, config)
+        peer = slots[1 - current.slot]
+        peer_damaged = not peer.valid and peer.reason != "empty"
+        store = cls(dev, sb, current.slot, result, config, peer_damaged=peer_damaged)
         store.replay_seconds = time.perf_counter() - started
         if result.torn_tail and not config.read_only:
             store._seal()
@@ -609,10 +626,32 @@ class Store:
         self.counters["bytes_written"] += sb.sector_size
         self.counters["flushes"] += 1
 
+    def _next_epoch(self) -> int:
+        """The epoch for the next compaction: above every epoch any record was ever written with.
+
+        The current superblock's ``epoch_ceiling`` is the highest epoch a compaction was ever
+        allowed to use (each compaction raises it, durably, before writing a record). If the
+        other superblock copy is damaged it may have been a reservation one higher that this
+        copy never saw, so that epoch is skipped too.
+        """
+        step = 2 if self._peer_damaged else 1
+        return (self._sb.epoch_ceiling + step) & EPOCH_MASK
+
+    def _write_superblock(self, sb: Superblock) -> None:
+        """Write ``sb`` into the copy that is not current and flush; it then is current."""
+        slot = 1 - self._slot
+        self._io(self._dev.write, slot, sb.encode())
+        self._io(self._dev.flush)
+        self._sb = sb
+        self._slot = slot
+        self._peer_damaged = False
+        self.counters["bytes_written"] += sb.sector_size
+        self.counters["flushes"] += 1
+
     def _compact(self) -> None:
         sb = self._sb
         target = 1 - sb.active_region
-        epoch = (sb.epoch + 1) & 0xFFFFFFFF
+        epoch = self._next_epoch()
         records = list(
             snapshot_records(
                 self._live, epoch=epoch, salt=sb.salt, sector_size=sb.sector_size,
@@ -623,30 +662,29 @@ class Store:
         if total > sb.region_bytes:
             raise StatefsError(errno.ENOSPC, f"live set needs {total} bytes, region holds "
                                f"{sb.region_bytes}")  # fmt: skip
+        # 1. Reserve the epoch: the same state, with the ceiling raised, durable before any
+        # record of that epoch exists. A compaction cut after this point leaves records of
+        # ``epoch`` in the target region, and the next compaction takes a higher epoch, so
+        # those records can never be read as part of a later journal of that region.
+        self._write_superblock(sb.replace(generation=sb.generation + 1, epoch_ceiling=epoch))
+        # 2. The snapshot, flushed before the superblock that names it.
         lba = sb.region_start(target)
         for record in records:
             self._io(self._dev.write, lba, record)
             lba += len(record) // sb.sector_size
         self._io(self._dev.flush)
-        new_sb = Superblock(
-            sector_size=sb.sector_size,
-            sector_count=sb.sector_count,
-            generation=sb.generation + 1,
-            epoch=epoch,
-            active_region=target,
-            region_sectors=sb.region_sectors,
-            volume_id=sb.volume_id,
-            record_limit=sb.record_limit,
-            snapshot_sectors=total // sb.sector_size,
+        # 3. The commit point: the superblock naming the target region.
+        self._write_superblock(
+            self._sb.replace(
+                generation=self._sb.generation + 1,
+                epoch=epoch,
+                active_region=target,
+                snapshot_sectors=total // sb.sector_size,
+            )
         )
-        slot = 1 - self._slot
-        self._io(self._dev.write, slot, new_sb.encode())
-        self._io(self._dev.flush)
-        self._sb = new_sb
-        self._slot = slot
         self._offset = total
         self._seq = len(records) + 1
         self.counters["compactions"] += 1
         self.counters["records_written"] += len(records)
-        self.counters["bytes_written"] += total + sb.sector_size
-        self.counters["flushes"] += 2
+        self.counters["bytes_written"] += total
+        self.counters["flushes"] += 1

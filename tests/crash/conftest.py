@@ -12,9 +12,10 @@ import os
 
 import pytest
 
+from harness.crashsim.states import Depth
+
 from support.crashcheck import Figures
 from support.crashloads import WORKLOADS
-from support.crashstates import Depth
 
 ENV_DEPTH = "STATEFS_CRASH_DEPTH"
 FIGURES_PROPERTY = "crash_figures"

@@ -1,13 +1,26 @@
 """The crash-state generator itself: it enumerates what it claims, and the oracle's acceptable
 sets are the strict ones. Uses a tiny hand-written recording, no store."""
 
+import subprocess
+import sys
+
 import pytest
 
 from guest.statefs import MemoryBlockDevice
-
-from support.crashdev import PowerCut
-from support.crashrec import Begin, End, Flush, Recording, RecordingDevice, Write
-from support.crashstates import Depth, OverlayDevice, crash_states, tear
+from harness.crashsim import (
+    Begin,
+    Depth,
+    End,
+    Flush,
+    OverlayDevice,
+    PowerCut,
+    Recording,
+    RecordingDevice,
+    Write,
+    WriteLog,
+    crash_states,
+    tear,
+)
 
 SS = 512
 
@@ -137,3 +150,45 @@ def test_depth_grows_with_the_knob():
     assert set(fast.tear_offsets) < set(deep.tear_offsets)
     with pytest.raises(ValueError):
         Depth.at(0)
+
+
+def test_a_bare_write_log_feeds_the_generator():
+    """A log built from writes and flushes alone (as a guest block log replayer builds one):
+    the same windows and states as a recording of the same writes, no model states known."""
+    log = WriteLog(SS, 16, bytes(16 * SS), name="guest")
+    log.write(2, sector(1) + sector(2))
+    log.flush()
+    log.write(5, sector(3))
+    assert [len(window.writes) for window in log.windows()] == [2, 1]
+    states = list(crash_states(log, Depth()))
+    assert {frozenset(state.overlay) for state in states} >= {
+        frozenset(),
+        frozenset({2}),
+        frozenset({3}),
+        frozenset({2, 3}),
+        frozenset({5}),
+    }
+    assert all(state.allowed == frozenset() for state in states)
+    with pytest.raises(ValueError, match="does not fit"):
+        log.write(15, sector(1) * 2)
+
+
+def test_the_package_imports_only_the_standard_library_and_the_store():
+    """harness.crashsim runs outside the test tree (a log replayer, nbdkit-free hosts): beyond
+    what guest.statefs itself needs, it may import the standard library and nothing else."""
+    code = (
+        "import sys; import guest.statefs; before = set(sys.modules); import harness.crashsim; "
+        "print('\\n'.join(sorted(set(sys.modules) - before)))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout.split()
+    assert "harness.crashsim.states" in loaded, "the probe imported nothing: it is broken"
+    foreign = [
+        name
+        for name in loaded
+        if name != "harness"
+        and not name.startswith("harness.crashsim")
+        and name.split(".")[0] not in sys.stdlib_module_names
+    ]
+    assert not foreign, f"harness.crashsim pulls in {foreign}"

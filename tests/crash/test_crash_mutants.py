@@ -6,10 +6,11 @@ see that bug class, so each test also checks the broken code actually ran.
 
 import pytest
 
+from harness.crashsim.states import Depth
+
 from support.crashcheck import run_workload
 from support.crashloads import BY_NAME
 from support.crashmutants import MUTANTS, Mutant
-from support.crashstates import Depth
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[mutant.name for mutant in MUTANTS])

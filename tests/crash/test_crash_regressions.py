@@ -8,8 +8,7 @@ the main run. docs/testing/crash-consistency.md ("Store bugs found") has the ana
 import pytest
 
 from guest.statefs import MemoryBlockDevice, Store, UnformattedError
-
-from support.crashdev import CrashDevice, PowerCut
+from harness.crashsim.devices import CrashDevice, PowerCut
 
 SS = 512
 

@@ -194,6 +194,10 @@ def forged_superblocks(draw) -> Case:
         draw(st.sampled_from((sb.record_limit, 66048, 66560)) | st.integers(0, 2**32 - 1)),
         draw(st.sampled_from((0, 0, 1, sb.region_sectors, 600)) | st.integers(0, 2**32 - 1)),
     ]
+    epoch = fields[7]
+    fields.append(
+        draw(st.sampled_from((epoch, epoch, (epoch + 1) % 2**32)) | st.integers(0, 2**32 - 1))
+    )
     body = SUPERBLOCK.pack(*fields)
     crc = crc32c(body[CRC_COVERS_FROM:])
     body = body[:4] + crc.to_bytes(4, "little") + body[CRC_COVERS_FROM:]

@@ -15,8 +15,8 @@ from guest.statefs import (
     check_device,
 )
 from guest.statefs.layout import RECORD_HEADER_BYTES, SUPERBLOCK_BYTES
+from harness.crashsim.devices import CrashDevice, PowerCut
 
-from support.crashdev import CrashDevice, PowerCut
 from support.stores import EPOCH, VOLUME_ID, crash_and_reopen, new_store
 
 SS = 512
@@ -115,14 +115,14 @@ def test_one_damaged_superblock_copy_falls_back_to_the_other():
     store = new_store()
     store.put("/state/a", b"1")
     store.sync()
-    store.compact()  # generation 2 -> slot 1, region 1
+    store.compact()  # generations 2 (reservation, slot 1) and 3 (slot 0, region 1)
     store.put("/state/b", b"2")
     store.sync()
-    store.compact()  # generation 3 -> slot 0, region 0
+    store.compact()  # generations 4 (reservation, slot 1) and 5 (slot 0, region 0)
     store.put("/state/c", b"3")
     store.sync()
     image = bytes(store._dev.data)
-    assert store.superblock.generation == 3
+    assert store.superblock.generation == 5
     # Damage the older copy: nothing changes, fsck warns.
     reopened = open_image(flip(image, 1 * SS + 20))
     assert reopened.list() == ["/state/a", "/state/b", "/state/c"]
@@ -130,7 +130,7 @@ def test_one_damaged_superblock_copy_falls_back_to_the_other():
     # Damage the current copy (what a torn superblock write leaves): the older copy names the
     # state of the previous compaction, whole; later commits are lost (docs: durability caveats).
     fallback = open_image(flip(image, 0 * SS + 20), read_only=True)
-    assert fallback.superblock.generation == 2
+    assert fallback.superblock.generation == 4
     assert fallback.list() == ["/state/a", "/state/b"]
     assert any("slot 0: crc mismatch" in warning for warning in fallback.fsck().warnings)
     # Both damaged: nothing valid remains, and that is an error, not an empty store.
@@ -240,6 +240,6 @@ def test_seal_prevents_resurrection_of_a_torn_group(monkeypatch):
     assert "/state/x" in scenario(), "the mutant without a seal should resurrect /state/x"
 
 
-def test_superblock_struct_is_64_bytes():
-    assert SUPERBLOCK_BYTES == 64
+def test_superblock_struct_is_68_bytes():
+    assert SUPERBLOCK_BYTES == 68
     assert RECORD_HEADER_BYTES == 32

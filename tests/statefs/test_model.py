@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from guest.statefs import StatefsError, Store, StoreConfig
-
-from support.crashdev import CrashDevice, PowerCut
+from harness.crashsim.devices import CrashDevice, PowerCut
 
 SECTORS = 1100
 KEYS = st.sampled_from([f"/state/k{index}" for index in range(6)] + ["/state/dir/nested"])

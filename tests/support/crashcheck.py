@@ -35,11 +35,20 @@ from guest.statefs import (
     check_device,
 )
 from guest.statefs.layout import RECORD_HEADER, RECORD_HEADER_BYTES, RECORD_MAGIC, round_up
+from harness.crashsim import (
+    UNFORMATTED,
+    CrashState,
+    Depth,
+    Flush,
+    Model,
+    OverlayDevice,
+    Recording,
+    Write,
+    crash_states,
+)
 
 from support.crashdriver import Driver, WorkloadError, state_of
 from support.crashloads import Workload
-from support.crashrec import UNFORMATTED, Flush, Model, Recording, Write
-from support.crashstates import CrashState, Depth, OverlayDevice, crash_states
 
 #: What a buggy store might raise out of ``open``/``sync`` (beyond StatefsError, an OSError).
 #: PowerCut and KeyboardInterrupt are deliberately not here.

@@ -19,9 +19,7 @@ import random
 from collections.abc import Callable, Iterable
 
 from guest.statefs import MemoryBlockDevice, StatefsError, Store, StoreConfig
-
-from support.crashdev import PowerCut
-from support.crashrec import UNFORMATTED, Model, Recording, RecordingDevice
+from harness.crashsim import UNFORMATTED, Model, PowerCut, Recording, RecordingDevice
 
 
 class WorkloadError(AssertionError):

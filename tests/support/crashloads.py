@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from guest.statefs import StoreConfig
+from harness.crashsim.recording import UNFORMATTED
 
 from support.crashdriver import (
     Driver,
@@ -24,7 +25,6 @@ from support.crashdriver import (
     keep_random,
     preformatted,
 )
-from support.crashrec import UNFORMATTED
 
 #: Low thresholds: compaction every few dozen records.
 CHURN = StoreConfig(compact_min_bytes=12 * 1024, compact_garbage_ratio=2.0)

@@ -41,8 +41,9 @@ class _Proxy:
 
 
 class _SuperblockFirst(_Proxy):
-    """Holds the compaction's data writes until the superblock write has been flushed:
-    the commit is written (and made durable) before the data it names."""
+    """Holds the compaction's data writes until the superblock write after them has been
+    flushed: the commit is written (and made durable) before the data it names. (The epoch
+    reservation, a superblock write before any data, passes through unchanged.)"""
 
     def __init__(self, real) -> None:
         super().__init__(real)
@@ -50,27 +51,34 @@ class _SuperblockFirst(_Proxy):
         self._committed = False
 
     def write(self, lba: int, data) -> None:
-        if lba >= SUPERBLOCK_SLOTS:
+        if lba >= SUPERBLOCK_SLOTS and not self._committed:
             self._held.append((lba, bytes(data)))
             return
         self._real.write(lba, data)
+        if not self._held or self._committed:
+            return
         self._real.flush()
         self._committed = True
         for held_lba, held in self._held:
             self._real.write(held_lba, held)
 
     def flush(self) -> None:
-        if self._committed:
+        if self._committed or not self._held:
             self._real.flush()
 
 
 class _NoBarrier(_Proxy):
     """Drops the flush between the compaction's data and its superblock write."""
 
+    def write(self, lba: int, data) -> None:
+        self._after_data = lba >= SUPERBLOCK_SLOTS
+        self._real.write(lba, data)
+
     def flush(self) -> None:
-        if getattr(self, "_dropped", False):
-            self._real.flush()
-        self._dropped = True
+        if getattr(self, "_after_data", False) and not getattr(self, "_dropped", False):
+            self._dropped = True
+            return
+        self._real.flush()
 
 
 class _NoFlush(_Proxy):

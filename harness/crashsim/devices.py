@@ -1,10 +1,12 @@
-"""A block device that knows what a power cut would leave behind.
+"""Block devices that know what a power cut would leave behind, and log what they were asked.
 
 Writes since the last completed flush are volatile: a crash may persist any subset of them, in
 any order, and may tear a write inside a sector. :class:`CrashDevice` records them per sector so
 tests can build every such crash state (or a seeded sample) and recover a store from each one.
 It can also cut the power itself after a number of device operations, raising
-:class:`PowerCut` out of whatever store call is running.
+:class:`PowerCut` out of whatever store call is running. :class:`RecordingDevice` also logs
+every write and completed flush as a :class:`~harness.crashsim.recording.Recording`, the input
+of crash-state generation.
 """
 
 import itertools
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from guest.statefs.blockdev import BlockDevice, MemoryBlockDevice
+from harness.crashsim.recording import UNFORMATTED, Model, Recording
 
 
 class PowerCut(Exception):
@@ -139,3 +142,41 @@ class CrashDevice(BlockDevice):
     def fork(self, image: bytes) -> MemoryBlockDevice:
         """A plain memory device holding ``image`` (what a reboot would find)."""
         return MemoryBlockDevice.from_image(image, self.sector_size)
+
+
+class RecordingDevice(CrashDevice):
+    """A :class:`CrashDevice` that also logs every write (per sector) and completed flush.
+
+    Built on CrashDevice so a workload can still cut the power mid-operation
+    (``schedule_power_cut``) and build the image it left (``image_with``); a write or flush
+    the cut prevented is not logged.
+    """
+
+    def __init__(
+        self,
+        sector_size: int = 512,
+        sector_count: int = 2048,
+        *,
+        image: bytes = b"",
+        initial_state: Model = UNFORMATTED,
+        name: str = "",
+    ):
+        super().__init__(sector_size, sector_count, image=image)
+        self.recording = Recording(sector_size, sector_count, bytes(self.durable), name=name)
+        self.recording.add_state(initial_state)
+
+    def _write(self, lba: int, data) -> None:
+        super()._write(lba, data)  # a cut write raises before it is logged
+        self.recording.write(lba, data)
+
+    def _flush(self) -> None:
+        super()._flush()
+        self.recording.flush()
+
+    def begin(self, target: Model, what: str) -> None:
+        """Mark the start of a store operation that commits ``target`` if it completes."""
+        self.recording.begin(self.recording.add_state(target), what)
+
+    def end(self, committed: Model) -> None:
+        """Mark the end of the operation: ``committed`` is the state now durable."""
+        self.recording.end(self.recording.add_state(committed))

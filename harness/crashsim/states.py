@@ -1,13 +1,13 @@
-"""Crash states of a recording: what the disk may hold after a power cut at any point.
+"""Crash states of a write log: what the disk may hold after a power cut at any point.
 
 The model of a disk is the one ``docs/storage/statefs.md`` argues against: a completed flush
 makes every earlier write durable; writes since the last completed flush may each be persisted
 or lost, in any combination, and a write may be torn (a multi-sector write persisted for only
 some of its sectors; a single sector half old, half new). For every flush window of a
-recording this module yields:
+write log (:class:`~harness.crashsim.log.WriteLog`) this module yields:
 
 * every prefix of the write sequence, at sector granularity (so every prefix of the whole
-  recording, across flushes, appears in exactly one window);
+  log, across flushes, appears in exactly one window);
 * every subset of the window's sector writes when there are at most ``exhaustive_up_to`` of
   them, a seeded sample otherwise (densities 1/2, 1/10, 9/10, and "all but one");
 * every multi-sector write call torn as a unit (first/last sector only, all but first/last,
@@ -16,10 +16,11 @@ recording this module yields:
   on old tail, and old head on new tail), on top of the writes issued before them, plus a few
   seeded subsets with one torn sector.
 
-Each state carries the crash-point range it is consistent with, from which the recording says
-which model states are acceptable. States are deduplicated per window (two ways of reaching
-the same bytes are one state, acceptable only where both are), and represented as an overlay of
-changed sectors on the window's durable base image, never as a full copy.
+Each state carries the model states acceptable for the crash-point range it is consistent
+with, as the log says (a bare log knows none; a recording's commit marks do). States are
+deduplicated per window (two ways of reaching the same bytes are one state, acceptable only
+where both are), and represented as an overlay of changed sectors on the window's durable base
+image, never as a full copy (read it through :class:`~harness.crashsim.overlay.OverlayDevice`).
 """
 
 import itertools
@@ -27,9 +28,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from guest.statefs.blockdev import BlockDevice
-
-from support.crashrec import Recording, Window, Write
+from harness.crashsim.log import Window, Write, WriteLog
 
 #: Byte offsets where the fast run tears a sector (those >= 64 scale with larger sectors):
 #: inside a record's magic, inside its CRC, mid-sector, near the end.
@@ -93,44 +92,6 @@ class CrashState:
         return bytes(image)
 
 
-class OverlayDevice(BlockDevice):
-    """A block device reading a shared base image through a small dict of changed sectors.
-
-    Recovering thousands of crash states of a 1 MiB device this way copies nothing but what
-    replay reads; writes (the post-recovery proof) go to the overlay, and flush is a no-op, so a
-    second open on the same device is a crash-free reopen.
-    """
-
-    def __init__(self, base: bytes, sector_size: int, overlay: dict[int, bytes]):
-        super().__init__(sector_size, len(base) // sector_size)
-        self._base = base
-        self._overlay = dict(overlay)
-
-    def _read(self, lba: int, count: int) -> bytes:
-        ss = self.sector_size
-        hits = (
-            [key for key in self._overlay if lba <= key < lba + count]
-            if len(self._overlay) < count
-            else [key for key in range(lba, lba + count) if key in self._overlay]
-        )
-        if not hits:
-            return self._base[lba * ss : (lba + count) * ss]
-        out = bytearray(self._base[lba * ss : (lba + count) * ss])
-        for key in hits:
-            start = (key - lba) * ss
-            out[start : start + ss] = self._overlay[key]
-        return bytes(out)
-
-    def _write(self, lba: int, data) -> None:
-        ss = self.sector_size
-        data = bytes(data)
-        for index in range(len(data) // ss):
-            self._overlay[lba + index] = data[index * ss : (index + 1) * ss]
-
-    def _flush(self) -> None:
-        return None
-
-
 def _scaled(offset: int, sector_size: int) -> int:
     """Offsets inside a record header (< 64) stay put; the others scale with the sector, so a
     4096-byte sector also tears across its 512-byte blocks."""
@@ -145,11 +106,11 @@ def tear(old: bytes, new: bytes, offset: int, *, new_head: bool) -> bytes:
 class _WindowStates:
     """Collects one window's states, deduplicated by their bytes."""
 
-    def __init__(self, recording: Recording, window: Window, base: bytes):
-        self.recording = recording
+    def __init__(self, log: WriteLog, window: Window, base: bytes):
+        self.log = log
         self.window = window
         self.base = base
-        self.ss = recording.sector_size
+        self.ss = log.sector_size
         self.by_bytes: dict[frozenset, list] = {}
 
     def old(self, overlay: dict[int, bytes], lba: int) -> bytes:
@@ -161,7 +122,7 @@ class _WindowStates:
     ) -> None:
         """``kept``: window positions persisted, in issue order; ``torn``: (position, offset,
         new_head) for one more write persisted only partly."""
-        events = self.recording.events
+        events = self.log.events
         writes = self.window.writes
         overlay: dict[int, bytes] = {}
         lo = self.window.start
@@ -182,7 +143,7 @@ class _WindowStates:
             for lba, data in overlay.items()
             if data != self.base[lba * ss : (lba + 1) * ss]
         }
-        allowed = self.recording.allowed(lo, self.window.end)
+        allowed = self.log.allowed(lo, self.window.end)
         key = frozenset(changed.items())
         entry = self.by_bytes.get(key)
         if entry is None:
@@ -201,9 +162,9 @@ def _bits(kept: tuple[int, ...], count: int) -> str:
 
 
 def _window_states(
-    recording: Recording, window: Window, base: bytes, depth: Depth, rng: random.Random
+    log: WriteLog, window: Window, base: bytes, depth: Depth, rng: random.Random
 ) -> Iterator[CrashState]:
-    states = _WindowStates(recording, window, base)
+    states = _WindowStates(log, window, base)
     count = len(window.writes)
     tag = f"w{window.index}"
     for size in range(count + 1):
@@ -220,16 +181,16 @@ def _window_states(
         for dropped in sorted(rng.sample(range(count), min(count, depth.samples // 2))):
             kept = tuple(index for index in range(count) if index != dropped)
             states.add(f"{tag} all but {dropped}/{count}", kept)
-        _torn_calls(states, recording, window, depth, rng, tag)
+        _torn_calls(states, log, window, depth, rng, tag)
     _torn_sectors(states, window, depth, rng, tag)
     yield from states.states()
 
 
-def _torn_calls(states, recording, window, depth, rng, tag) -> None:
+def _torn_calls(states, log, window, depth, rng, tag) -> None:
     """Multi-sector write calls persisted for only some of their sectors."""
     calls: dict[int, list[int]] = {}
     for position, event_index in enumerate(window.writes):
-        calls.setdefault(recording.events[event_index].call, []).append(position)
+        calls.setdefault(log.events[event_index].call, []).append(position)
     multi = [positions for positions in calls.values() if len(positions) > 1]
     if len(multi) > depth.torn_sectors:
         multi = rng.sample(multi, depth.torn_sectors)
@@ -247,7 +208,7 @@ def _torn_calls(states, recording, window, depth, rng, tag) -> None:
         }
         for sample in range(max(1, depth.samples // 8)):
             shapes[f"seeded {sample}"] = [p for p in positions if rng.random() < 0.5]
-        call = recording.events[window.writes[positions[0]]].call
+        call = log.events[window.writes[positions[0]]].call
         for shape, part in shapes.items():
             states.add(
                 f"{tag} call {call} ({len(positions)} sectors) torn: {shape}",
@@ -286,14 +247,14 @@ def _torn_sectors(states, window, depth, rng, tag) -> None:
         )
 
 
-def crash_states(recording: Recording, depth: Depth, seed: int = 0) -> Iterator[CrashState]:
-    """Every crash state of ``recording`` at ``depth`` (deterministic for a given seed)."""
-    durable = bytearray(recording.initial)
-    ss = recording.sector_size
+def crash_states(log: WriteLog, depth: Depth, seed: int = 0) -> Iterator[CrashState]:
+    """Every crash state of ``log`` at ``depth`` (deterministic for a given seed)."""
+    durable = bytearray(log.initial)
+    ss = log.sector_size
     rng = random.Random(seed)
-    for window in recording.windows():
+    for window in log.windows():
         base = bytes(durable)
-        yield from _window_states(recording, window, base, depth, rng)
+        yield from _window_states(log, window, base, depth, rng)
         for event_index in window.writes:
-            write: Write = recording.events[event_index]
+            write: Write = log.events[event_index]
             durable[write.lba * ss : (write.lba + 1) * ss] = write.data
