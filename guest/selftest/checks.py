@@ -72,7 +72,10 @@ class Sockets(Value):
     def under(cls, run_dir: str) -> "Sockets":
         """Each service's socket in its runtime directory below ``run_dir``."""
         return cls(
-            **{name: f"{run_dir}/{name}/{name}.sock" for name in ("statefsd", "keystored", "updated")}
+            **{
+                name: f"{run_dir}/{name}/{name}.sock"
+                for name in ("statefsd", "keystored", "updated")
+            }
         )
 
 
@@ -269,4 +272,3 @@ class Selftest:
         with self.bootctl() as updated:
             state = updated.state()
         expect(state.to_json() == record["bootctl"], "bootctl state changed across reboot")
-

@@ -15,7 +15,7 @@ import guest
 from harness.contract import Contract
 from harness.matcher import BootMatcher
 
-from support.guest_flow import contract_boot, guest_run, needs_root  # noqa: F401 - fixture
+from support.guest_flow import contract_boot, needs_root
 
 pytestmark = needs_root
 NONCE = "00112233aabbccdd"

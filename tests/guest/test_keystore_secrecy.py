@@ -1,9 +1,10 @@
 """The device key's private seed never leaves keystored (issue 7, item 5).
 
 The guest's services run on the host as in the VM (forked by the same supervisor, each as its
-own identity, over a file-backed disk and sockets in a temp dir: ``support.guest_flow``). After the key exists, the test reads the seed from
-the disk through a read-only Store, so it knows exactly what to look for, and searches for it
-(raw, hex, base64, repr, any 16-byte window: ``support.keyleak``) in:
+own identity, over a file-backed disk and sockets in a temp dir: ``support.guest_flow``).
+After the key exists, the test reads the seed from the disk through a read-only Store, so it
+knows exactly what to look for, and searches for it (raw, hex, base64, repr, any 16-byte
+window: ``support.keyleak``) in:
 
 * the console output of the whole contract flow, both boots (capfd: every service's stdout
   and stderr);
@@ -45,7 +46,7 @@ from guest.statefsd.client import StatefsClient
 from guest.statefsd.server import run_daemon
 
 from support.guest_flow import contract_boot as flow_boot
-from support.guest_flow import guest_run, needs_root  # noqa: F401 - guest_run is a fixture
+from support.guest_flow import needs_root
 from support.keyleak import find_leaks, read_seed
 
 NONCE = "00112233aabbccdd"
@@ -307,9 +308,7 @@ def test_keystored_errors_never_contain_the_seed(keyed_disk, capfd, damage):
     assert find_leaks(text, seed) == []
 
 
-def test_statefsd_error_for_a_corrupted_seed_record_never_contains_it(
-    keyed_disk, capfd
-):
+def test_statefsd_error_for_a_corrupted_seed_record_never_contains_it(keyed_disk, capfd):
     """Flip a byte of the seed inside its journal record: the CRC catches it, statefsd
     reports mid-journal corruption and stops, and neither its message nor keystored's holds
     any part of the seed (the intact 16-byte runs on either side of the flip included)."""

@@ -29,17 +29,17 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="services drop to thei
 def warm_imports() -> None:
     """Import now what the services import lazily: after they drop root they may be unable to
     read this host's standard library (a Python installed under root's home directory)."""
-    import encodings.ascii  # noqa: F401 - loaded for the children
-    import encodings.latin_1  # noqa: F401
+    import encodings.ascii
+    import encodings.latin_1  # noqa: F401 - loaded for the children
 
     from guest.keystored.keys import preload
 
     preload()
 
 
-@pytest.fixture
-def guest_run() -> Iterator[Path]:
-    """A fresh runtime directory (mode 0755) holding a 16 MiB disk image, ``disk.img``."""
+def guest_run_dir() -> Iterator[Path]:
+    """A fresh runtime directory (mode 0755) holding a 16 MiB disk image, ``disk.img``; for a
+    fixture (``tests/guest/conftest.py``), removed after it."""
     warm_imports()
     base = Path(tempfile.mkdtemp(prefix="statefs-guest-"))
     base.chmod(0o755)
