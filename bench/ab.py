@@ -20,9 +20,9 @@ from bench.env import describe_machine, sample_load
 from bench.results import write_json
 from bench.table import render
 from harness.artifacts import create_unique_dir, default_runs_dir, new_run_id
-from harness.config import Accel
-from harness.contract import Contract
+from harness.contract.spec import Contract
 from harness.image import ensure_image
+from harness.vm.config import Accel
 
 POINTS = ("init-started", "blk", "statefsd-ready", "keystored-ready")
 

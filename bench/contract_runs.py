@@ -1,4 +1,5 @@
-"""The two-boot marker contract, run N times through :class:`harness.runner.ContractRunner`.
+"""The two-boot marker contract, run N times through
+:class:`harness.contract.runner.ContractRunner`.
 
 Each run is what ``make qemu-test`` does (every boot to the guest's power-off, fresh disk),
 timed from the first QEMU launch to the last QEMU exit. Besides the contract's markers, the
@@ -16,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.env import Load, sample_load
-from harness.config import Accel
-from harness.contract import Contract
-from harness.runner import ContractRunner, RunOptions, contract_config, create_disk
+from harness.contract.runner import ContractRunner, RunOptions, contract_config, create_disk
+from harness.contract.spec import Contract
+from harness.vm.config import Accel
 
 #: (phase id, text that marks it: the first console line containing one of these)
 PHASES: tuple[tuple[str, tuple[str, ...]], ...] = (

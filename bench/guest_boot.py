@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.guest_payload import payload
-from harness.config import Accel, MachineConfig
+from harness.contract.history import read_console
+from harness.contract.runner import contract_config, create_disk
 from harness.deadline import Deadline
-from harness.history import read_console
-from harness.kernel_args import script_args
-from harness.machine import ExitInfo, Machine
-from harness.runner import contract_config, create_disk
+from harness.vm.config import Accel, MachineConfig
+from harness.vm.kernel_args import script_args
+from harness.vm.machine import ExitInfo, Machine
 
 BOOT_TIMEOUT = 180.0
 

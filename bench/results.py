@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
+
+from harness import atomic
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -18,10 +19,7 @@ def write_json(directory: Path, name: str, document: dict[str, object]) -> Path:
     """Write ``<name>-<date>.json`` atomically; a second run on the same day replaces it."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}-{stamp()}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic.write_json(path, document, default=str)
 
 
 def latest(directory: Path, name: str) -> dict[str, object] | None:

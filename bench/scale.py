@@ -4,7 +4,8 @@ Two measurements, each with 1 and then 2 workers:
 
 * the QEMU tests (``pytest -m qemu -n W``, pytest-xdist), wall time and the test counts from
   the JUnit XML pytest writes (not from its terminal output);
-* ``--contracts`` two-boot contract runs through :class:`harness.runner.ContractRunner`, W at a
+* ``--contracts`` two-boot contract runs through
+  :class:`harness.contract.runner.ContractRunner`, W at a
   time in threads (each QEMU is its own process; the harness threads only wait on sockets).
 
 With 2 host cores and TCG's one host thread per single-vCPU guest, 2 workers can at best halve
@@ -32,7 +33,7 @@ from bench.results import write_json
 from bench.table import render
 from bench.targets import Verdict
 from harness.artifacts import create_unique_dir, default_runs_dir, new_run_id
-from harness.contract import Contract
+from harness.contract.spec import Contract
 from harness.image import ensure_image
 
 REPO = Path(__file__).resolve().parent.parent

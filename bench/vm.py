@@ -27,10 +27,10 @@ from bench.env import describe_machine, sample_load, wait_for_quiet
 from bench.results import write_json
 from bench.vm_report import judge, render_report
 from harness.artifacts import create_unique_dir, default_runs_dir, new_run_id
-from harness.config import Accel
-from harness.contract import Contract
+from harness.contract.spec import Contract
 from harness.image import ensure_image
-from harness.kernel_args import new_nonce
+from harness.vm.config import Accel
+from harness.vm.kernel_args import new_nonce
 
 GUEST_SCRIPT_RUNS = 3
 

@@ -13,7 +13,7 @@ Layout (one directory per VM, never shared, so pytest-xdist workers cannot colli
         boot2/ ...
 
 Sockets do not live here: unix socket paths are limited to 108 bytes, so each VM gets a
-private ``mkdtemp`` directory for them (see :mod:`harness.machine`).
+private ``mkdtemp`` directory for them (see :mod:`harness.vm.machine`).
 """
 
 from __future__ import annotations

@@ -21,6 +21,26 @@ _DURATION = re.compile(r"(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|sec|m|min|h)?"
 _UNIT_SECONDS = {None: 1.0, "ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 
 
+#: The environment variable every entry point (CLI, pytest plugin) reads the multiplier from.
+MULTIPLIER_ENV = "QEMU_TIMEOUT_MULTIPLIER"
+#: Largest timeout multiplier accepted: beyond it a typo (``30000``) would mean "never".
+MAX_MULTIPLIER = 1000.0
+
+
+def parse_multiplier(text: str | float | int) -> float:
+    """A timeout multiplier in (0, :data:`MAX_MULTIPLIER`]; raises :class:`ConfigError` naming
+    the value (the caller adds where it came from)."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not 0 < value <= MAX_MULTIPLIER:
+        raise ConfigError(
+            f"timeout multiplier must be a number in (0, {MAX_MULTIPLIER:g}], got {text!r}"
+        )
+    return value
+
+
 def parse_duration(text: str | float | int) -> float:
     """Seconds from ``90``, ``90s``, ``2m``, ``1m30s``, ``1.5m`` or ``500ms``.
 

@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.errors import DiskInUse
+
 #: The first line the guest's PID 1 prints (``guest/init/pid1.py``; the contract's
 #: ``init-started`` marker).
 GUEST_INIT_LINE = "init: started"
@@ -100,6 +102,33 @@ def disk_users(path: str | os.PathLike[str], *, proc: Path = Path("/proc")) -> l
                 users.append(DiskUser(int(entry.name), _command(entry)))
                 break
     return users
+
+
+def disk_in_use_error(
+    name: str, argv: Sequence[str], returncode: int | None, stderr: str
+) -> DiskInUse | None:
+    """QEMU's image-locking failure as :class:`DiskInUse` naming the holder; None when the
+    failure is something else."""
+    conflict = lock_conflict(stderr)
+    if conflict is None:
+        return None
+    users = [user.describe() for user in disk_users(conflict.path)]
+    holder = (
+        ", ".join(users)
+        if users
+        else "another process (none of this user's processes has it open: another "
+        "user's, or another host's on a shared filesystem)"
+    )
+    return DiskInUse(
+        f"{name}: disk image {conflict.path} is in use by {holder}: QEMU could not "
+        f'get its "{conflict.lock}" lock. Stop that VM first, or give this one its own '
+        f"copy of the disk",
+        disk=conflict.path,
+        users=users,
+        argv=argv,
+        returncode=returncode,
+        stderr=stderr,
+    )
 
 
 def _command(proc_entry: Path) -> str:

@@ -27,12 +27,9 @@ wrapped.
 
 from __future__ import annotations
 
+import enum
 import shlex
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from harness.machine import MachineState
 
 
 class HarnessError(Exception):
@@ -75,9 +72,14 @@ class AccelUnavailable(HarnessError):
 
 
 class MachineStateError(HarnessError):
-    """A Machine method was called in a state that does not allow it."""
+    """A Machine method was called in a state that does not allow it.
 
-    def __init__(self, method: str, actual: MachineState, allowed: Sequence[MachineState]) -> None:
+    The states are :class:`harness.vm.machine.MachineState` members, typed as plain enums so
+    this module imports nothing of the harness: nbdkit's embedded interpreter loads it (through
+    :mod:`harness.powercut.errors`) with the standard library only.
+    """
+
+    def __init__(self, method: str, actual: enum.Enum, allowed: Sequence[enum.Enum]) -> None:
         names = ", ".join(state.name for state in allowed)
         super().__init__(
             f"Machine.{method}() needs state {names}, but the machine is {actual.name}"

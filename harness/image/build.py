@@ -18,34 +18,29 @@ when it changes which stdlib modules are imported, which adds the stdlib segment
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from harness.image import cache, extract, kmod, layout, lock, manifest, stdlib
+from harness.image import cache, keys, layout, lock, manifest, stdlib
 from harness.image.apt_sources import read_host_sources, select_archive_sources
 from harness.image.cpio import trailer
 from harness.image.errors import (
-    ContentError,
     DiskFull,
     ImageError,
     PinUnavailable,
     is_disk_full,
 )
-from harness.image.fetch import AptWorkspace, first_dependency, sha256_file
+from harness.image.fetch import AptWorkspace, sha256_file
+from harness.image.manifest import INITRAMFS_NAME, KERNEL_NAME
 from harness.image.progress import Progress
 from harness.image.recipe import REPO_ROOT, BootProfile, Recipe, load_recipe
+from harness.image.trees import PackageTree, package_tree
 
 log = logging.getLogger(__name__)
 
-TREE_FORMAT = 1
-KERNEL_NAME = "vmlinuz"
-INITRAMFS_NAME = "initramfs.cpio"
 GUEST_DIR = REPO_ROOT / "guest"
 DEFAULT_BUILD_DIR = REPO_ROOT / "build"
 REFRESH_STALE_ENV = "STATEFS_QEMU_REFRESH_STALE_PINS"
@@ -61,37 +56,6 @@ class GuestImage:
     initramfs: Path
     manifest: Path
     boot: BootProfile
-
-
-@dataclass(frozen=True)
-class PackageTree:
-    """An unpacked, pruned package tree in the cache."""
-
-    root: Path
-    release: str  # kernel release, e.g. 6.1.0-56-arm64
-    kernel_image: str  # path of the kernel image inside the tree
-    modules: tuple[str, ...]  # module paths under lib/modules/<release>, load order
-
-
-def _digest(parts: Iterable[bytes | str]) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        data = part.encode() if isinstance(part, str) else part
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
-    return h.hexdigest()
-
-
-def files_digest(root: Path, files: Iterable[Path]) -> str:
-    """A digest over relative names and contents (so a rename counts as a change)."""
-    parts: list[bytes | str] = []
-    for path in files:
-        parts += [path.relative_to(root).as_posix(), path.read_bytes()]
-    return _digest(parts)
-
-
-def builder_digest() -> str:
-    return files_digest(_BUILDER_DIR, sorted(_BUILDER_DIR.glob("*.py")))
 
 
 def kept_stdlib(
@@ -195,7 +159,7 @@ class ImageBuilder:
         pins = lock.load(recipe.lock_path)
         if pins is None:
             raise ImageError(f"{recipe.lock_path} is missing after pinning")
-        lock.check_matches(pins, self._requested(recipe), recipe.lock_path)
+        lock.check_matches(pins, lock.requested(recipe), recipe.lock_path)
 
         compile_pyc = stdlib.host_can_compile(recipe.python.version)
         if not compile_pyc:
@@ -204,15 +168,8 @@ class ImageBuilder:
                 "(slower under TCG)",
                 recipe.python.version,
             )
-        base_key = _digest(
-            [
-                builder_digest(),
-                recipe.path.read_bytes(),
-                recipe.lock_path.read_bytes(),
-                str(compile_pyc),
-            ]
-        )
-        guest_key = files_digest(self.guest_dir, layout.guest_files(self.guest_dir))
+        base_key = keys.base_key(recipe, compile_pyc=compile_pyc)
+        guest_key = keys.guest_key(self.guest_dir)
         image = self.image(recipe)
         previous = manifest.read(image.manifest)
         if (
@@ -238,7 +195,11 @@ class ImageBuilder:
         def tree() -> PackageTree:
             """The package tree, unpacked (or fetched) only if a step needs it."""
             if not trees:
-                trees.append(self._tree(recipe, pins))
+                trees.append(
+                    package_tree(
+                        recipe, pins, self.cache, lambda: self._fetch(recipe, pins), self.progress
+                    )
+                )
             return trees[0]
 
         base = self._base(recipe, base_key, tree, compile_pyc=compile_pyc)
@@ -249,7 +210,7 @@ class ImageBuilder:
             unshipped = sorted(set(guest_scan.other_roots) - set(recipe.python.optional))
             if unshipped:
                 log.warning("guest/ imports %s, which the image does not ship", unshipped)
-        stdlib_key = _digest([base_key, *sorted(kept)])
+        stdlib_key = keys.stdlib_key(base_key, kept)
         std = None if self.force else self.store.load("stdlib", stdlib_key)
         if std is None:
             with self.progress.step(f"pack stdlib ({len(kept)} modules)"):
@@ -260,15 +221,14 @@ class ImageBuilder:
             guest = layout.build_guest(recipe, self.guest_dir, std, compile_pyc=compile_pyc)
             data = b"".join((base.data, std.data, guest.data, trailer()))
             cache.write_atomic(image.initramfs, data)
-        self._write_manifest(
+        manifest.write_image(
+            image.manifest,
             recipe,
             pins,
-            image,
-            base,
-            std,
-            guest,
-            data,
-            {"base": base_key, "stdlib": stdlib_key, "guest": guest_key},
+            (base, std, guest),
+            kernel_size=image.kernel.stat().st_size,
+            initramfs=data,
+            keys={"base": base_key, "stdlib": stdlib_key, "guest": guest_key},
         )
         self.progress.done(
             f"{self.out}: kernel {image.kernel.stat().st_size / 2**20:.1f} MiB, initramfs "
@@ -310,9 +270,6 @@ class ImageBuilder:
             self.store.save("base", base_key, base)
         return base
 
-    def _requested(self, recipe: Recipe) -> tuple[str, ...]:
-        return (recipe.apt.kernel_metapackage, *recipe.apt.packages)
-
     def _workspace(self, recipe: Recipe) -> AptWorkspace:
         sources = select_archive_sources(
             read_host_sources(), recipe.apt.suites, recipe.apt.components
@@ -324,98 +281,8 @@ class ImageBuilder:
         return workspace
 
     def _pin(self, recipe: Recipe) -> None:
-        """Resolve the recipe's packages to the archive's current versions; write the lock."""
         with cache.locked(self.cache / ".lock"):
-            workspace = self._workspace(recipe)
-            with self.progress.step("apt-get update (private)"):
-                workspace.update()
-            with self.progress.step("resolve package versions"):
-                meta = workspace.resolve([recipe.apt.kernel_metapackage])
-                kernel = first_dependency(meta[recipe.apt.kernel_metapackage].depends)
-                if not kernel:
-                    raise ContentError(
-                        f"{recipe.apt.kernel_metapackage} depends on no kernel package"
-                    )
-                records = workspace.resolve([kernel, *recipe.apt.packages])
-        old = lock.load(recipe.lock_path) if recipe.lock_path.is_file() else None
-        new = lock.Lock(
-            arch=recipe.arch,
-            architecture=recipe.apt.architecture,
-            requested=self._requested(recipe),
-            kernel=kernel,
-            pins=tuple(record.pin() for record in records.values()),
-        )
-        lock.save(new, recipe.lock_path)
-        before = {pin.name: pin.version for pin in old.pins} if old else {}
-        changed = [
-            f"{pin.name} {before.get(pin.name, '(new)')} -> {pin.version}"
-            for pin in new.pins
-            if before.get(pin.name) != pin.version
-        ]
-        self.progress.note(
-            f"pinned {len(new.pins)} packages in {recipe.lock_path.name}"
-            + (f"; changed: {'; '.join(changed)}" if changed else "; no version changed")
-            + " (commit the lock file)"
-        )
-
-    def _tree(self, recipe: Recipe, pins: lock.Lock) -> PackageTree:
-        key = _digest(
-            [
-                str(TREE_FORMAT),
-                *(
-                    f"{p.name} {p.version} {p.sha256}"
-                    for p in sorted(pins.pins, key=lambda p: p.name)
-                ),
-                *recipe.kernel.modules,
-                recipe.kernel.image_glob,
-            ]
-        )[:20]
-        trees = self.cache / "trees" / recipe.arch
-        root = trees / key
-        with cache.locked(self.cache / ".lock"):
-            found = self._load_tree(root)
-            if found is not None:
-                return found
-            debs = self._fetch(recipe, pins)
-            tmp = trees / f"{key}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            try:
-                with self.progress.step(f"unpack {len(debs)} packages"):
-                    extract.unpack(debs, tmp)
-                with self.progress.step("kernel modules"):
-                    info = self._prepare_kernel(recipe, tmp)
-                    (tmp / "tree.json").write_text(json.dumps(info, indent=1))
-                extract.replace_dir(tmp, root)
-            except OSError as exc:
-                if is_disk_full(exc):
-                    raise DiskFull(trees, exc) from exc
-                raise
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-            self._prune_trees(trees, keep=root)
-            found = self._load_tree(root)
-            if found is None:
-                raise ImageError(f"package tree {root} unusable right after building it")
-            return found
-
-    @staticmethod
-    def _prune_trees(trees: Path, keep: Path, count: int = 2) -> None:
-        """Keep the newest ``count`` trees (another checkout may pin other versions)."""
-        others = sorted(
-            (d for d in trees.iterdir() if d.is_dir() and d != keep),
-            key=lambda d: d.stat().st_mtime,
-            reverse=True,
-        )
-        for stale in others[count - 1 :]:
-            shutil.rmtree(stale, ignore_errors=True)
-
-    @staticmethod
-    def _load_tree(root: Path) -> PackageTree | None:
-        try:
-            info = json.loads((root / "tree.json").read_text())
-            return PackageTree(root, info["release"], info["kernel_image"], tuple(info["modules"]))
-        except (OSError, ValueError, KeyError):
-            return None
+            lock.pin(recipe, self._workspace(recipe), self.progress)
 
     def _fetch(self, recipe: Recipe, pins: lock.Lock) -> list[Path]:
         archives = self.cache / "apt" / recipe.arch / "archives"
@@ -429,27 +296,6 @@ class ImageBuilder:
                 workspace.download(missing)
         return [archives / pin.deb_name for pin in pins.pins]
 
-    def _prepare_kernel(self, recipe: Recipe, tree: Path) -> dict[str, Any]:
-        images = sorted(tree.glob(recipe.kernel.image_glob))
-        if len(images) != 1:
-            raise ContentError(
-                f"expected one kernel image matching {recipe.kernel.image_glob} in the kernel "
-                f"package, found {len(images)}"
-            )
-        moddir = kmod.modules_dir(tree)
-        order = kmod.load_order(
-            recipe.kernel.modules,
-            kmod.index(moddir),
-            kmod.builtin(moddir),
-            lambda rel: kmod.depends_of(moddir / rel),
-        )
-        extract.prune_kernel_modules(moddir, order)
-        return {
-            "release": moddir.name,
-            "kernel_image": str(images[0].relative_to(tree)),
-            "modules": order,
-        }
-
     def _kernel_matches(self, base: layout.Segment) -> bool:
         try:
             return sha256_file(self.out / KERNEL_NAME) == base.info.get("kernel_sha256")
@@ -461,60 +307,6 @@ class ImageBuilder:
         cache.write_atomic(self.out / KERNEL_NAME, data)
         base.info["kernel_sha256"] = hashlib.sha256(data).hexdigest()
         base.info["kernel_image"] = tree.kernel_image
-
-    def _write_manifest(
-        self,
-        recipe: Recipe,
-        pins: lock.Lock,
-        image: GuestImage,
-        base: layout.Segment,
-        std: layout.Segment,
-        guest: layout.Segment,
-        initramfs: bytes,
-        keys: dict[str, str],
-    ) -> None:
-        kernel_size = image.kernel.stat().st_size
-        manifest.write(
-            image.manifest,
-            {
-                "arch": recipe.arch,
-                "keys": keys,
-                "packages": [
-                    {
-                        "name": p.name,
-                        "version": p.version,
-                        "sha256": p.sha256,
-                        "filename": p.filename,
-                    }
-                    for p in sorted(pins.pins, key=lambda p: p.name)
-                ],
-                "kernel": {
-                    "package": pins.kernel,
-                    "release": base.info.get("kernel_release"),
-                    "image": base.info.get("kernel_image"),
-                    "modules": base.info.get("modules"),
-                },
-                "libraries": sorted(std.libraries),
-                "stdlib": std.info,
-                "guest": guest.info,
-                "init_flags": recipe.python.init_flags,
-                "boot": {
-                    "qemu_binary": recipe.boot.qemu_binary,
-                    "machine": recipe.boot.machine,
-                    "cpu": recipe.boot.cpu,
-                    "console": recipe.boot.console,
-                    "kernel_args": list(recipe.boot.kernel_args),
-                    "virtio_suffix": recipe.boot.virtio_suffix,
-                },
-                "files": {
-                    KERNEL_NAME: {"size": kernel_size, "sha256": base.info.get("kernel_sha256")},
-                    INITRAMFS_NAME: {
-                        "size": len(initramfs),
-                        "sha256": hashlib.sha256(initramfs).hexdigest(),
-                    },
-                },
-            },
-        )
 
 
 def ensure_image(

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from harness.atomic import json_bytes, write_bytes
 from harness.image.errors import DiskFull, is_disk_full
 from harness.image.layout import Segment
 
@@ -53,15 +54,10 @@ def locked(path: Path) -> Iterator[None]:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """:func:`harness.atomic.write_bytes`, with a full disk reported as :class:`DiskFull`."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("wb") as handle:
-            handle.write(data)
-        tmp.replace(path)
+        write_bytes(path, data)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         if is_disk_full(exc):
             raise DiskFull(path, exc) from exc
         raise
@@ -107,4 +103,4 @@ class SegmentStore:
             "libraries": sorted(segment.libraries),
             "info": segment.info,
         }
-        write_atomic(self.directory / f"{name}.json", json.dumps(meta, indent=1).encode())
+        write_atomic(self.directory / f"{name}.json", json_bytes(meta, indent=1))

@@ -137,12 +137,6 @@ def parse_show(output: str) -> list[IndexRecord]:
     return records
 
 
-def first_dependency(depends: str) -> str:
-    """The package name of the first alternative of the first ``Depends`` item."""
-    first = depends.split(",")[0].split("|")[0].strip()
-    return first.split(" ")[0].split(":")[0]
-
-
 def host_acquire_settings(runner: Runner = subprocess.run) -> list[str]:
     """The host's ``Acquire::`` apt settings (proxy, validity checks) as config lines."""
     if shutil.which("apt-config") is None:

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from harness.image.errors import RecipeError
+from harness.image.errors import ContentError, RecipeError
+from harness.image.progress import Progress
+from harness.image.recipe import Recipe
 
 LOCK_FORMAT = 1
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -135,3 +139,65 @@ def check_matches(lock: Lock, requested: tuple[str, ...], path: Path) -> None:
             f"{', '.join(added) or 'none'}; removed: {', '.join(removed) or 'none'}); "
             f"update the pins with: {refresh_command(lock.arch)}"
         )
+
+
+class IndexEntry(Protocol):
+    """A package as the archive's index describes it (:class:`harness.image.fetch.IndexRecord`)."""
+
+    @property
+    def depends(self) -> str: ...
+
+    def pin(self) -> Pin: ...
+
+
+class Resolver(Protocol):
+    """What pinning needs of the private apt (:class:`harness.image.fetch.AptWorkspace`)."""
+
+    def update(self) -> None: ...
+
+    def resolve(self, names: Sequence[str]) -> Mapping[str, IndexEntry]: ...
+
+
+def requested(recipe: Recipe) -> tuple[str, ...]:
+    """What a lock is made for: the kernel metapackage and the recipe's packages."""
+    return (recipe.apt.kernel_metapackage, *recipe.apt.packages)
+
+
+def first_dependency(depends: str) -> str:
+    """The package name of the first alternative of the first ``Depends`` item."""
+    first = depends.split(",")[0].split("|")[0].strip()
+    return first.split(" ")[0].split(":")[0]
+
+
+def pin(recipe: Recipe, resolver: Resolver, progress: Progress) -> Lock:
+    """Resolve the recipe's packages to the archive's current versions, write the lock file
+    and say which versions moved (the caller holds the cache lock)."""
+    with progress.step("apt-get update (private)"):
+        resolver.update()
+    with progress.step("resolve package versions"):
+        meta = resolver.resolve([recipe.apt.kernel_metapackage])
+        kernel = first_dependency(meta[recipe.apt.kernel_metapackage].depends)
+        if not kernel:
+            raise ContentError(f"{recipe.apt.kernel_metapackage} depends on no kernel package")
+        records = resolver.resolve([kernel, *recipe.apt.packages])
+    old = load(recipe.lock_path) if recipe.lock_path.is_file() else None
+    new = Lock(
+        arch=recipe.arch,
+        architecture=recipe.apt.architecture,
+        requested=requested(recipe),
+        kernel=kernel,
+        pins=tuple(record.pin() for record in records.values()),
+    )
+    save(new, recipe.lock_path)
+    before = {pin.name: pin.version for pin in old.pins} if old else {}
+    changed = [
+        f"{pin.name} {before.get(pin.name, '(new)')} -> {pin.version}"
+        for pin in new.pins
+        if before.get(pin.name) != pin.version
+    ]
+    progress.note(
+        f"pinned {len(new.pins)} packages in {recipe.lock_path.name}"
+        + (f"; changed: {'; '.join(changed)}" if changed else "; no version changed")
+        + " (commit the lock file)"
+    )
+    return new

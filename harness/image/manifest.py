@@ -8,15 +8,22 @@ checked against their sha256 on every ``ensure_image``: a damaged image is rebui
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+from harness.atomic import json_bytes
 from harness.image.cache import write_atomic
 from harness.image.fetch import sha256_file
+from harness.image.layout import Segment
+from harness.image.lock import Lock
+from harness.image.recipe import Recipe
 
 MANIFEST_FORMAT = 1
 MANIFEST_NAME = "manifest"
+KERNEL_NAME = "vmlinuz"
+INITRAMFS_NAME = "initramfs.cpio"
 
 
 def read(path: Path) -> dict[str, Any] | None:
@@ -32,7 +39,62 @@ def read(path: Path) -> dict[str, Any] | None:
 
 def write(path: Path, data: dict[str, Any]) -> None:
     body = {"format": MANIFEST_FORMAT, **data}
-    write_atomic(path, (json.dumps(body, indent=2, sort_keys=True) + "\n").encode())
+    write_atomic(path, json_bytes(body, sort_keys=True))
+
+
+def write_image(
+    path: Path,
+    recipe: Recipe,
+    pins: Lock,
+    segments: tuple[Segment, Segment, Segment],
+    *,
+    kernel_size: int,
+    initramfs: bytes,
+    keys: dict[str, str],
+) -> None:
+    """The manifest of a finished build (``segments``: base, stdlib, guest), written last."""
+    base, std, guest = segments
+    write(
+        path,
+        {
+            "arch": recipe.arch,
+            "keys": keys,
+            "packages": [
+                {
+                    "name": p.name,
+                    "version": p.version,
+                    "sha256": p.sha256,
+                    "filename": p.filename,
+                }
+                for p in sorted(pins.pins, key=lambda p: p.name)
+            ],
+            "kernel": {
+                "package": pins.kernel,
+                "release": base.info.get("kernel_release"),
+                "image": base.info.get("kernel_image"),
+                "modules": base.info.get("modules"),
+            },
+            "libraries": sorted(std.libraries),
+            "stdlib": std.info,
+            "guest": guest.info,
+            "init_flags": recipe.python.init_flags,
+            "boot": {
+                "qemu_binary": recipe.boot.qemu_binary,
+                "machine": recipe.boot.machine,
+                "cpu": recipe.boot.cpu,
+                "console": recipe.boot.console,
+                "kernel_args": list(recipe.boot.kernel_args),
+                "virtio_suffix": recipe.boot.virtio_suffix,
+            },
+            "files": {
+                KERNEL_NAME: {"size": kernel_size, "sha256": base.info.get("kernel_sha256")},
+                INITRAMFS_NAME: {
+                    "size": len(initramfs),
+                    "sha256": hashlib.sha256(initramfs).hexdigest(),
+                },
+            },
+        },
+    )
 
 
 def output_problems(data: dict[str, Any], directory: Path) -> list[str]:

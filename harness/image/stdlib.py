@@ -35,6 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.atomic import write_json
 from harness.image.errors import ImageError
 
 log = logging.getLogger(__name__)
@@ -127,10 +128,7 @@ def closure(
     )
     if cached is not None:
         try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(".tmp")
-            tmp.write_text(json.dumps(sorted(kept)))
-            tmp.replace(cached)
+            write_json(cached, sorted(kept), indent=None)
         except OSError as exc:
             log.debug("cannot cache the stdlib closure in %s: %s", cached, exc)
     return kept

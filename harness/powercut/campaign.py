@@ -32,19 +32,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import Accel, MachineConfig
-from harness.contract import Contract
+from harness.contract.matcher import ProgressCallback
+from harness.contract.runner import create_disk
+from harness.contract.spec import Contract
 from harness.deadline import Deadline
 from harness.errors import ConfigError
-from harness.machine import Machine
-from harness.matcher import ProgressCallback
 from harness.powercut.cut import TRIGGER_WAIT, await_trigger, cut_power, plan_cut
 from harness.powercut.fates import FATES, Resolution, resolve
 from harness.powercut.report import DISK_AT_BOOT, CampaignResult, CycleResult, write_json
 from harness.powercut.server import DiskServer
 from harness.powercut.verdict import Judgement, Verdict, judge
 from harness.powercut.watch import BootWatch, WriterProgress, boot_contract
-from harness.runner import create_disk
+from harness.vm.config import Accel, MachineConfig
+from harness.vm.machine import Machine
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """``python -m harness powercut``: the campaign's flags, live rows, the table and the exit code.
 
-``harness/cli.py`` owns the subcommand and the shared options (``--arch``, ``--accel``,
+``harness/cli/powercut.py`` owns the subcommand and the shared options (``--arch``, ``--accel``,
 ``--runs-dir``, ``--timeout-multiplier``, ``-v``); this module adds the campaign's own flags and
 runs it. Exit 0 only if every cycle passed (and so: zero losses), 1 otherwise.
 """
@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from harness.contract.progress import ProgressPrinter
 from harness.errors import ConfigError
 from harness.powercut.campaign import (
     DEFAULT_CUT_WINDOW,
@@ -22,7 +23,6 @@ from harness.powercut.campaign import (
 )
 from harness.powercut.fates import FATES
 from harness.powercut.report import REPORT_NAME, render, table_header, table_row
-from harness.progress import ProgressPrinter
 
 EXIT_PASSED = 0
 EXIT_FAILED = 1

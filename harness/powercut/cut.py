@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.deadline import Deadline
-from harness.machine import Machine, MachineState
 from harness.powercut.journal import flush_in_progress, journal_has_writes
 from harness.powercut.server import DiskServer, ServerState
 from harness.powercut.watch import BootWatch
+from harness.vm.machine import Machine, MachineState
 
 CUT_TRIGGERS: dict[str, Callable[[Path], bool] | None] = {
     "time": None,

@@ -5,14 +5,13 @@ Plain text for a terminal and a CI log alike; the JSON holds the same numbers fo
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import atomic
 from harness.powercut.verdict import Verdict
 
 REPORT_NAME = "powercut.json"
@@ -225,7 +224,4 @@ def write_json(result: CampaignResult, options: dict[str, Any], path: Path | Non
         "error": result.error,
         "cycles": [cycle.to_json() for cycle in result.cycles],
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic.write_json(path, data)

@@ -6,13 +6,14 @@
                          |                                        ^
                          +--------------stop() / kill()-----------+
 
-The server gets the same guarantees as a :class:`~harness.machine.Machine`'s QEMU:
+The server gets the same guarantees as a :class:`~harness.vm.machine.Machine`'s QEMU, from the
+same module (:mod:`harness.process`):
 
-* its own process group (``start_new_session``), so signals reach nbdkit and its threads only;
+* its own process group, so signals reach nbdkit and its threads only;
 * ``setpriv --pdeathsig KILL`` (nbdkit's ``--exit-with-parent`` when setpriv is missing): the
   kernel kills it if the harness dies without running any Python;
-* an ``atexit`` hook SIGKILLs servers still running at interpreter exit, and ``with`` blocks
-  kill it on any exception;
+* the ``atexit`` hook SIGKILLs servers still running at interpreter exit (then cleans up as
+  :meth:`kill` does), and ``with`` blocks kill it on any exception;
 * every stop path ends in :meth:`_post_stop`, which reaps the process and removes the socket
   file nbdkit leaves behind (a stale one would make the next start fail or connect nowhere).
 
@@ -22,26 +23,22 @@ writes nothing) before QEMU is killed, then :meth:`kill`.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import enum
 import logging
 import os
 import shutil
 import signal
-import subprocess
-import tempfile
-import threading
 import time
-import weakref
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from harness.config import DiskSpec
 from harness.errors import DependencyMissing
 from harness.powercut.cache import require_resolved
 from harness.powercut.errors import DiskServerError
+from harness.process import Child, file_tail, pdeathsig_prefix, private_socket_dir
+from harness.vm.config import DiskSpec
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +52,6 @@ STOP_TIMEOUT = 3.0
 KILL_TIMEOUT = 10.0
 LOG_EVIDENCE_BYTES = 8192
 _POLL = 0.01
-#: AF_UNIX paths hold at most 107 bytes; a long $TMPDIR falls back to /tmp.
-_SOCKET_DIR_MAX = 90
 
 
 class ServerState(enum.Enum):
@@ -64,34 +59,6 @@ class ServerState(enum.Enum):
     RUNNING = "running"
     FROZEN = "frozen"
     STOPPED = "stopped"
-
-
-_LIVE: weakref.WeakSet[DiskServer] = weakref.WeakSet()
-_LIVE_LOCK = threading.Lock()
-
-
-def kill_all_live() -> list[int]:
-    """SIGKILL every nbdkit this process started that still runs; returns their PIDs."""
-    with _LIVE_LOCK:
-        servers = list(_LIVE)
-    pids = []
-    for server in servers:
-        pid = server.pid
-        if pid is not None and server.running:
-            server.kill()
-            pids.append(pid)
-    return pids
-
-
-atexit.register(kill_all_live)
-
-
-def _socket_dir() -> Path:
-    path = tempfile.mkdtemp(prefix="sq-nbd-")
-    if len(path.encode()) > _SOCKET_DIR_MAX:
-        os.rmdir(path)
-        path = tempfile.mkdtemp(prefix="sq-nbd-", dir="/tmp")
-    return Path(path)
 
 
 def nbdkit_binary() -> str:
@@ -132,7 +99,7 @@ class DiskServer:
         self.argv: list[str] = []
         self._state = ServerState.IDLE
         self._dir: Path | None = None
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: Child | None = None
         self._log: BinaryIO | None = None
 
     def __repr__(self) -> str:
@@ -148,7 +115,7 @@ class DiskServer:
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._process is not None and self._process.running
 
     @property
     def socket_path(self) -> Path:
@@ -176,14 +143,13 @@ class DiskServer:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         require_resolved(self.state_dir)
         binary = nbdkit_binary()
-        self._dir = _socket_dir()
+        self._dir = private_socket_dir("sq-nbd-")
         pidfile = self._dir / PIDFILE_NAME
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         argv = [binary, "--foreground", "--unix", str(self.socket_path), "--pidfile", str(pidfile)]
-        setpriv = shutil.which("setpriv")
-        prefix = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
-        if not setpriv:
+        prefix = pdeathsig_prefix()
+        if not prefix:
             argv.append("--exit-with-parent")
         if self.verbose:
             argv.append("--verbose")
@@ -197,16 +163,9 @@ class DiskServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in _post_stop)
         try:
-            self._process = subprocess.Popen(
-                [*prefix, *argv],
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=self._log,
-                start_new_session=True,
-                env=env,
+            self._process = Child(
+                [*prefix, *argv], output=self._log, env=env, on_emergency=self._post_stop
             )
-            with _LIVE_LOCK:
-                _LIVE.add(self)
             self._set_state(ServerState.RUNNING)
             self._wait_ready(pidfile)
         except BaseException:
@@ -236,24 +195,11 @@ class DiskServer:
         return DiskServerError(message, evidence="\n".join(lines))
 
     def log_tail(self, limit: int = LOG_EVIDENCE_BYTES) -> str:
-        with contextlib.suppress(OSError), open(self.log_path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - limit))
-            return handle.read().decode("utf-8", "replace")
-        return ""
+        return file_tail(self.log_path, limit)
 
     # -- stopping ---------------------------------------------------------------------------
     def _signal(self, sig: signal.Signals) -> bool:
-        process = self._process
-        if process is None or process.poll() is not None:
-            return False
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # group gone, PID reused in someone else's session
-            process.send_signal(sig)
-        return True
+        return self._process is not None and self._process.signal(sig)
 
     def freeze(self) -> None:
         """SIGSTOP: the disk stops answering and writing at this instant (the cut's step 1)."""
@@ -284,18 +230,12 @@ class DiskServer:
         self.kill()
 
     def _wait(self, timeout: float) -> bool:
-        if self._process is None:
-            return True
-        try:
-            self._process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        return True
+        return self._process is None or self._process.wait(timeout)
 
     def _post_stop(self) -> None:
         """The one cleanup path: process reaped, socket file and private dir removed."""
-        with _LIVE_LOCK:
-            _LIVE.discard(self)
+        if self._process is not None:
+            self._process.release()
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -3,16 +3,16 @@
 The guest (``guest/selftest/powercut.py``) prints ``POWERCUT: issue <i>`` before it starts
 write ``i`` and ``POWERCUT: acked <i>`` after its sync returned; after replaying what the
 previous boot left it prints ``SELFTEST: powercut recover ok head=<m>`` (or ``... FAIL``). The
-patterns come from the marker contract (``harness/contract.toml``: ``powercut-recover``,
+patterns come from the marker contract (``harness/contract/contract.toml``: ``powercut-recover``,
 ``powercut-issue``, ``powercut-acked``, and statefsd's ``statefsd-replayed`` for the report);
 :func:`boot_contract` makes the recovery marker required for a power-cut boot and keeps the
 contract's failure patterns, so a FAIL line, a traceback, a panic or ``statefsd: fatal`` ends
 the boot as they end any other.
 
 :class:`BootWatch` feeds the console drainer's transcript to a
-:class:`~harness.matcher.BootMatcher` and reads every complete line it matched for the writer's
-progress. The host is the judge of durability, so it keeps the highest sequence number of each
-kind.
+:class:`~harness.contract.matcher.BootMatcher` and reads every complete line it matched for the
+writer's progress. The host is the judge of durability, so it keeps the highest sequence number of
+each kind.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
-from harness.contract import BootContract, Contract, Marker
+from harness.contract.matcher import BootMatcher, Outcome, ProgressCallback
+from harness.contract.spec import BootContract, Contract, Marker
 from harness.deadline import Deadline
 from harness.errors import ContractError
-from harness.machine import Machine
-from harness.matcher import BootMatcher, Outcome, ProgressCallback
+from harness.vm.machine import Machine
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Fixtures: the guest image, disks, and VMs that are always stopped after the test.
 
-``vm_factory`` is the building block: it makes :class:`~harness.machine.Machine` objects from
+``vm_factory`` is the building block: it makes :class:`~harness.vm.machine.Machine` objects from
 the session's image (or a config you pass), launches them, records them for the failure report
 and stops every one of them at teardown, whatever the test did. It also waits for markers
 (:meth:`VmFactory.expect_markers`) and reboots on the same disk (:meth:`VmFactory.reboot`).
@@ -20,13 +20,11 @@ from typing import Any, Literal
 import pytest
 
 from harness.artifacts import create_unique_dir, new_run_id, safe_name
-from harness.config import DiskSpec, MachineConfig
-from harness.contract import BootContract
+from harness.contract.matcher import BootMatcher, Outcome
+from harness.contract.runner import DEFAULT_DISK_MIB, create_disk, watch_boot
+from harness.contract.spec import BootContract
 from harness.deadline import Deadline
 from harness.errors import ContractFailure
-from harness.kernel_args import script_args
-from harness.machine import Machine, MachineState
-from harness.matcher import BootMatcher, Outcome
 from harness.pytest_plugin.hooks import MARKER
 from harness.pytest_plugin.options import QemuSettings
 from harness.pytest_plugin.state import (
@@ -35,7 +33,9 @@ from harness.pytest_plugin.state import (
     SESSION_DIR_KEY,
     SETTINGS_KEY,
 )
-from harness.runner import DEFAULT_DISK_MIB, create_disk, watch_boot
+from harness.vm.config import DiskSpec, MachineConfig
+from harness.vm.kernel_args import script_args
+from harness.vm.machine import Machine, MachineState
 
 log = logging.getLogger(__name__)
 

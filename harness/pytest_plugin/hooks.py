@@ -13,10 +13,10 @@ from collections.abc import Generator
 
 import pytest
 
-from harness.accel import choose_accel
 from harness.errors import HarnessError
 from harness.pytest_plugin.options import resolve
 from harness.pytest_plugin.state import MACHINES_KEY, REPORTS_KEY, SETTINGS_KEY
+from harness.vm.accel import choose_accel
 
 MARKER = "qemu"
 MARKER_KWARGS = frozenset({"disk_size_mib", "kernel_args"})

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from harness.artifacts import RUNS_SUBDIR, default_build_dir
-from harness.config import ACCELS, ARCH_DEFAULTS
+from harness.deadline import MULTIPLIER_ENV, parse_multiplier
+from harness.errors import ConfigError
+from harness.vm.config import ACCELS, ARCH_DEFAULTS
 
 GROUP = "statefs-qemu"
 GROUP_DESCRIPTION = "statefs-qemu: QEMU virtual machines"
@@ -39,7 +41,7 @@ _SPECS = {
     "multiplier": (
         "--qemu-timeout-multiplier",
         "qemu_timeout_multiplier",
-        "QEMU_TIMEOUT_MULTIPLIER",
+        MULTIPLIER_ENV,
         HELP_MULTIPLIER,
         "1",
     ),
@@ -151,14 +153,9 @@ def resolve(config: pytest.Config) -> QemuSettings:
             f"{sources['accel']}: accel must be one of {ACCELS}, got {values['accel']!r}"
         )
     try:
-        multiplier = float(values["multiplier"])
-    except ValueError:
-        multiplier = float("nan")
-    if not 0 < multiplier <= 1000:
-        raise pytest.UsageError(
-            f"{sources['timeout multiplier']}: timeout multiplier must be "
-            f"a number in (0, 1000], got {values['multiplier']!r}"
-        )
+        multiplier = parse_multiplier(values["multiplier"])
+    except ConfigError as exc:
+        raise pytest.UsageError(f"{sources['timeout multiplier']}: {exc}") from None
     if values["keep"] not in KEEP_CHOICES:
         raise pytest.UsageError(
             f"{sources['keep artifacts']}: keep artifacts must be one of "

@@ -10,7 +10,7 @@ import pytest
 from harness.pytest_plugin.options import QemuSettings
 
 if TYPE_CHECKING:
-    from harness.machine import Machine
+    from harness.vm.machine import Machine
 
 SETTINGS_KEY = pytest.StashKey[QemuSettings]()
 #: The reports of an item's phases, so fixture teardown knows whether the test failed.

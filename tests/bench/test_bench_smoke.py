@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench.guest_payload import SCRIPTS_DIR, payload
-from harness.kernel_args import script_args
+from harness.vm.kernel_args import script_args
 
 REPO = Path(__file__).resolve().parents[2]
 

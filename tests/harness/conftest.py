@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import DiskSpec, MachineConfig
+from harness.vm.config import DiskSpec, MachineConfig
 
 HERE = Path(__file__).resolve().parent
 TRANSCRIPTS = HERE / "transcripts"

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 from harness_helpers import requires_qemu_binary
 
-from harness.accel import choose_accel, host_arch, probe_kvm_device
-from harness.config import MachineConfig
 from harness.errors import AccelUnavailable
-from harness.machine import Machine
+from harness.vm.accel import choose_accel, host_arch, probe_kvm_device
+from harness.vm.config import MachineConfig
+from harness.vm.machine import Machine
 
 
 def test_foreign_guest_arch_falls_back_to_tcg_without_probing():

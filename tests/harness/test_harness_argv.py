@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.accel import AccelChoice
-from harness.config import DiskSpec, MachineConfig
 from harness.errors import ConfigError
-from harness.kernel_args import render, script_args
-from harness.qemu_args import Endpoints, build_argv, kernel_command_line
+from harness.vm.accel import AccelChoice
+from harness.vm.config import DiskSpec, MachineConfig
+from harness.vm.kernel_args import render, script_args
+from harness.vm.qemu_args import Endpoints, build_argv, kernel_command_line
 
 TCG = AccelChoice("tcg", "test")
 KVM = AccelChoice("kvm", "test")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.console import Console, ConsoleLog, Transcript
 from harness.deadline import Deadline
 from harness.errors import ConsoleError, DeadlineExceeded
+from harness.vm.console import Console, ConsoleLog, Transcript
 
 
 @pytest.fixture

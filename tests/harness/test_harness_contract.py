@@ -1,11 +1,12 @@
 """The contract file: what it says, and that bad data fails at load time with the entry's id."""
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from harness.contract import DEFAULT_CONTRACT, BootContract, Contract
+from harness.contract.spec import DEFAULT_CONTRACT, BootContract, Contract
 from harness.errors import ContractError
 
 SEED_MARKERS = {
@@ -144,6 +145,12 @@ def test_adhoc_contract_uses_the_project_failure_patterns():
     assert {p.id for p in boot.failures} == {p.id for p in Contract.load().failures}
 
 
-def test_contract_file_lives_in_the_harness_package():
-    assert DEFAULT_CONTRACT.parent.name == "harness"
+def test_contract_file_lives_in_the_contract_package():
+    """The contract ships inside ``harness.contract`` (package data), next to its loader."""
+    import harness.contract
+
+    assert DEFAULT_CONTRACT.parent == Path(harness.contract.__file__).parent
     assert DEFAULT_CONTRACT.name == "contract.toml"
+    assert DEFAULT_CONTRACT.is_file()
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert "contract.toml" in pyproject["tool"]["setuptools"]["package-data"]["harness.contract"]

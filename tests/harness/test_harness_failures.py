@@ -29,14 +29,14 @@ import pytest
 from harness_helpers import pid_gone
 
 from harness import diagnosis
-from harness.config import MachineConfig
-from harness.contract import BootContract, Contract
+from harness.contract.matcher import BootMatcher, Outcome
+from harness.contract.runner import ContractRunner, create_disk, run_boot
+from harness.contract.spec import BootContract, Contract
 from harness.deadline import Deadline
 from harness.diagnosis import DiskUser, LockConflict, boot_hints, disk_users, lock_conflict
 from harness.errors import ConfigError, DependencyMissing, DiskInUse, LaunchError
-from harness.machine import Machine, MachineState
-from harness.matcher import BootMatcher, Outcome
-from harness.runner import ContractRunner, create_disk, run_boot
+from harness.vm.config import MachineConfig
+from harness.vm.machine import Machine, MachineState
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "harness"]

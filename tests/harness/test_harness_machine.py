@@ -14,7 +14,8 @@ from harness_helpers import pid_gone
 
 from harness.deadline import Deadline
 from harness.errors import ConfigError, DependencyMissing, LaunchError, MachineStateError
-from harness.machine import Machine, MachineState, kill_all_live
+from harness.process import kill_all_live
+from harness.vm.machine import Machine, MachineState
 
 
 def test_launch_query_quit_and_every_state(fake_config, runs_dir: Path):
@@ -56,14 +57,14 @@ def test_socket_dir_stays_short_under_a_long_tmpdir(
     monkeypatch.setenv("TMPDIR", str(long_tmp))
     monkeypatch.setattr("tempfile.tempdir", None)
     with Machine(fake_config(), artifacts_root=runs_dir) as machine:
-        assert machine._tempdir is not None
-        assert len(str(machine._tempdir / "serial.sock")) < 108
+        assert machine._sockets.directory is not None
+        assert len(str(machine._sockets.directory / "serial.sock")) < 108
         assert machine.qmp.query_status()["running"]
 
 
 def test_private_temp_dir_is_removed(fake_config, runs_dir: Path):
     with Machine(fake_config(), artifacts_root=runs_dir) as machine:
-        tempdir = machine._tempdir
+        tempdir = machine._sockets.directory
         assert tempdir is not None
         assert (tempdir / "qmp.sock").exists()
     assert not tempdir.exists()
@@ -219,8 +220,8 @@ def test_qemu_dies_with_a_sigkilled_harness(fake_qemu: Path, tmp_path: Path):
     script = textwrap.dedent(f"""
         import os, sys, time
         from pathlib import Path
-        from harness.config import MachineConfig
-        from harness.machine import Machine
+        from harness.vm.config import MachineConfig
+        from harness.vm.machine import Machine
         cfg = MachineConfig(qemu_binary={str(fake_qemu)!r}, accel="tcg",
                             env=(("FAKE_QEMU_MODE", "stubborn"),
                                  ("FAKE_QEMU_PIDFILE", {str(pidfile)!r})))

@@ -7,8 +7,8 @@ from harness_helpers import TRANSCRIPTS, transcript
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.contract import BootContract, Contract
-from harness.matcher import BootMatcher, Outcome
+from harness.contract.matcher import BootMatcher, Outcome
+from harness.contract.spec import BootContract, Contract
 
 CONTRACT = Contract.load()
 FINGERPRINT = "3f1c9a7be2d04c5e8f6a1b2c3d4e5f60718293a4b5c6d7e8f90112233445566a"

@@ -10,7 +10,7 @@ from harness_helpers import pid_gone
 INNER_HEADER = textwrap.dedent("""
     import os
     import pytest
-    from harness.config import MachineConfig
+    from harness.vm.config import MachineConfig
 
     def fake(mode="normal", console=""):
         return MachineConfig(qemu_binary=os.environ["FAKE_QEMU_BIN"], accel="tcg",

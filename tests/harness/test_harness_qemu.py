@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from harness_helpers import pid_gone, requires_qemu_binary
 
-from harness.config import MachineConfig
 from harness.deadline import Deadline
 from harness.errors import LaunchError
-from harness.machine import Machine, MachineState
+from harness.vm.config import MachineConfig
+from harness.vm.machine import Machine, MachineState
 
 pytestmark = requires_qemu_binary
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.contract import BootContract, Contract
+from harness.contract.matcher import BootMatcher, Outcome
+from harness.contract.runner import ContractRunner, RunOptions, create_disk, run_boot
+from harness.contract.spec import BootContract, Contract
 from harness.deadline import Deadline
-from harness.machine import Machine
-from harness.matcher import BootMatcher, Outcome
-from harness.runner import ContractRunner, RunOptions, create_disk, run_boot
+from harness.vm.machine import Machine
 
 
 @pytest.fixture

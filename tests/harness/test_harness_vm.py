@@ -19,12 +19,12 @@ import pytest
 from harness_helpers import pid_gone
 
 from guest.keystored.keys import DeviceKey
-from harness.contract import BootContract
+from harness.contract.matcher import BootMatcher, Outcome
+from harness.contract.runner import run_boot
+from harness.contract.spec import BootContract
 from harness.deadline import Deadline
-from harness.interactive import attach
-from harness.kernel_args import shell_args
-from harness.matcher import BootMatcher, Outcome
-from harness.runner import run_boot
+from harness.vm.interactive import attach
+from harness.vm.kernel_args import shell_args
 
 from support.keyleak import find_leaks, read_seed
 

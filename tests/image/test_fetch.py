@@ -14,7 +14,7 @@ from harness.image.errors import (
     PackageNotFound,
     PinUnavailable,
 )
-from harness.image.lock import Pin
+from harness.image.lock import Pin, first_dependency
 
 SHOW = """\
 Package: linux-image-arm64
@@ -106,9 +106,7 @@ def test_update_and_show_run_with_the_private_config(tmp_path: Path) -> None:
     ws = _workspace(tmp_path, fake)
     ws.update()
     records = ws.resolve(["linux-image-arm64", "zlib1g"])
-    assert (
-        fetch.first_dependency(records["linux-image-arm64"].depends) == "linux-image-6.1.0-56-arm64"
-    )
+    assert first_dependency(records["linux-image-arm64"].depends) == "linux-image-6.1.0-56-arm64"
     assert records["zlib1g"].sha256 == zsha
     assert records["zlib1g"].pin().deb_name == "zlib1g_1%3a1.2.13.dfsg-1_arm64.deb"
     for argv, env in fake.calls[1:]:

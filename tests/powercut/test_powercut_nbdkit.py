@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from powercut_helpers import pattern
 
+from harness import process
 from harness.powercut import server as server_module
 from harness.powercut.errors import DiskServerError, UnresolvedCache
 from harness.powercut.fates import resolve
@@ -118,6 +119,6 @@ def test_the_atexit_hook_kills_live_servers(backing, state_dir, tmp_path):
     disk = DiskServer(backing, state_dir, log_path=tmp_path / "nbdkit.log").start()
     pid = disk.pid
     assert pid is not None
-    assert server_module.kill_all_live() == [pid]
+    assert process.kill_all_live() == [pid]
     assert pid_gone(pid)
     assert disk.state is ServerState.STOPPED

@@ -2,9 +2,9 @@
 
 import pytest
 
-from harness.contract import Contract
+from harness.contract.matcher import BootMatcher, Outcome
+from harness.contract.spec import Contract
 from harness.errors import ContractError
-from harness.matcher import BootMatcher, Outcome
 from harness.powercut.report import CampaignResult, CycleResult, render, table_row
 from harness.powercut.verdict import Verdict, judge
 from harness.powercut.watch import (

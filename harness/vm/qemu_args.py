@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.accel import AccelChoice
-from harness.config import MachineConfig
 from harness.errors import ConfigError
+from harness.vm.accel import AccelChoice
+from harness.vm.config import MachineConfig
 
 #: Kernel command line limits (bytes, including the terminating NUL) by guest arch:
 #: arm64 and x86 define COMMAND_LINE_SIZE as 2048.

@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 
 from harness.errors import ConfigError
-from harness.qemu_args import COMMAND_LINE_SIZE
+from harness.vm.qemu_args import COMMAND_LINE_SIZE
 
 #: Bytes of the kernel command line left for the other arguments (console=, quiet, sq.mode...)
 #: when a script is passed; the base64 of ``sq.script`` may use the rest.

@@ -10,7 +10,7 @@ import sys
 import time
 from typing import TextIO
 
-from harness.matcher import MatchEvent
+from harness.contract.matcher import MatchEvent
 
 _SYMBOLS = {"marker": "+", "optional": ".", "failure": "!", "complete": "="}
 

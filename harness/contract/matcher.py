@@ -24,7 +24,7 @@ import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from harness.contract import BootContract, Marker
+from harness.contract.spec import BootContract, Marker
 
 EXCERPT_MAX_LINES = 40
 EXCERPT_BEFORE_FAILURE = 10

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.artifacts import RUN_SUMMARY, UART_LOG, UART_TIMESTAMPS
-from harness.contract import Contract
+from harness.contract.matcher import BootMatcher, Outcome
+from harness.contract.spec import Contract
 from harness.errors import ConfigError
-from harness.matcher import BootMatcher, Outcome
 
 _STAMPED = re.compile(r"^\s*(\d+(?:\.\d+)?) (.*)$")
 _BOOT_DIR = re.compile(r"^boot(\d+)(?:-\d+)?$")

@@ -3,7 +3,7 @@
 A :class:`MachineConfig` says everything needed to rebuild the command line (arch, machine,
 cpu, memory, kernel, initramfs, kernel arguments, disks, extra devices and arguments); it holds
 no runtime state, so a reboot on the same disk is ``config.replace(kernel_args=...)`` handed to
-a new :class:`harness.machine.Machine`. Validation happens in ``__post_init__`` so a bad value
+a new :class:`harness.vm.machine.Machine`. Validation happens in ``__post_init__`` so a bad value
 fails where it is written, with the field name, not later as a QEMU error.
 """
 

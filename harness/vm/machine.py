@@ -16,46 +16,27 @@ Whatever happens, the QEMU process is gone when control leaves the machine:
 * :meth:`_post_shutdown` is the single cleanup path; it also runs after a failed launch, starts
   by making sure the process is dead, and frees everything :meth:`_pre_launch` opened
   (sockets, the private temp dir, files, the console and QMP threads);
-* an ``atexit`` hook SIGKILLs machines still running when the interpreter exits;
-* QEMU runs under ``setpriv --pdeathsig KILL``: the kernel kills it when the harness process
-  dies without running any Python (SIGKILL, an xdist worker crash). ``setpriv`` execs QEMU, so
-  the PID we hold is QEMU's. (Not ``preexec_fn``: it is unsafe in a process with threads, and
-  the console and QMP threads of other VMs are running.)
+* QEMU is a :class:`harness.process.Child`: its own process group, SIGKILLed by an ``atexit``
+  hook if still running when the interpreter exits, and run under ``setpriv --pdeathsig KILL``
+  so the kernel kills it when the harness dies without running any Python (SIGKILL, an xdist
+  worker crash). The power-cut disk server gets the same guarantees from the same module.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import enum
-import functools
 import logging
 import os
-import select
-import shutil
 import signal
-import socket
-import subprocess
-import tempfile
-import threading
 import time
-import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Concatenate, ParamSpec, TypeVar
+from typing import Any, BinaryIO
 
-from harness.accel import AccelChoice, choose_accel
 from harness.artifacts import VmArtifacts, default_runs_dir, new_run_id
-from harness.config import ARCH_DEFAULTS, MachineConfig
-from harness.console import Console, ConsoleLog
 from harness.deadline import Deadline
-from harness.diagnosis import REBUILD_IMAGE, disk_users, lock_conflict
+from harness.diagnosis import disk_in_use_error
 from harness.errors import (
-    ConfigError,
-    DependencyMissing,
-    DiskInUse,
     HarnessError,
     LaunchError,
     MachineStateError,
@@ -63,13 +44,17 @@ from harness.errors import (
     ShutdownError,
     Terminated,
 )
-from harness.qemu_args import Endpoints, build_argv, display_argv
-from harness.qmp import QmpSession
+from harness.process import Child, file_tail, pdeathsig_prefix
+from harness.vm.accel import AccelChoice, choose_accel
+from harness.vm.config import MachineConfig
+from harness.vm.console import Console, ConsoleLog
+from harness.vm.preflight import preflight
+from harness.vm.qemu_args import build_argv, display_argv
+from harness.vm.qmp import QmpSession
+from harness.vm.sockets import Listeners, StartupProblem
+from harness.vm.state import ExitInfo, MachineState, requires
 
 log = logging.getLogger(__name__)
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 DEFAULT_LAUNCH_TIMEOUT = 15.0
 QUIT_TIMEOUT = 3.0
@@ -77,134 +62,6 @@ TERM_TIMEOUT = 3.0
 KILL_TIMEOUT = 10.0
 STDERR_EVIDENCE_BYTES = 16384
 LAUNCH_EXIT_GRACE = 0.5
-
-
-class MachineState(enum.Enum):
-    IDLE = "idle"
-    LAUNCHING = "launching"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-
-
-def requires(
-    *states: MachineState,
-) -> Callable[[Callable[Concatenate[Machine, P], R]], Callable[Concatenate[Machine, P], R]]:
-    """Guard a method: raise :class:`MachineStateError` unless the machine is in ``states``."""
-
-    def decorate(
-        method: Callable[Concatenate[Machine, P], R],
-    ) -> Callable[Concatenate[Machine, P], R]:
-        @functools.wraps(method)
-        def guarded(self: Machine, *args: P.args, **kwargs: P.kwargs) -> R:
-            if self.state not in states:
-                raise MachineStateError(method.__name__, self.state, states)
-            return method(self, *args, **kwargs)
-
-        return guarded
-
-    return decorate
-
-
-@dataclass(frozen=True)
-class ExitInfo:
-    """How a QEMU process ended.
-
-    ``how``: ``exited`` (QEMU ended by itself: a guest power-off, or a reboot or panic under
-    ``-no-reboot``), ``quit`` (QMP), ``sigterm``, ``sigkill`` (escalation), ``power-cut``
-    (:meth:`Machine.power_cut`) or ``launch-failed``. ``reason`` is the QMP ``SHUTDOWN``
-    event's reason when there was one (``guest-shutdown``, ``guest-reset``, ``host-qmp-quit``...).
-    """
-
-    returncode: int | None
-    how: str
-    at: float
-    reason: str | None = None
-
-    @property
-    def guest_powered_off(self) -> bool:
-        return self.how == "exited" and self.returncode == 0 and self.reason == "guest-shutdown"
-
-    _PHRASES = {
-        "exited": "QEMU exited by itself",
-        "quit": "QEMU stopped by QMP quit",
-        "sigterm": "QEMU stopped by SIGTERM",
-        "sigkill": "QEMU killed (SIGKILL)",
-        "power-cut": "power cut (QEMU SIGKILLed)",
-        "launch-failed": "QEMU failed to launch",
-    }
-
-    def describe(self) -> str:
-        what = self._PHRASES.get(self.how, f"QEMU ended ({self.how})")
-        detail = f", shutdown reason {self.reason}" if self.reason else ""
-        return f"{what} at {self.at:.2f} s, exit code {self.returncode}{detail}"
-
-
-# Machines whose QEMU may still be running, for the atexit hook.
-_LIVE: weakref.WeakSet[Machine] = weakref.WeakSet()
-_LIVE_LOCK = threading.Lock()
-
-
-def kill_all_live() -> list[int]:
-    """SIGKILL every QEMU this process started that still runs; returns their PIDs.
-
-    Last resort for interpreter exit and signal handlers; normal paths use shutdown().
-    """
-    with _LIVE_LOCK:
-        machines = list(_LIVE)
-    pids = []
-    for machine in machines:
-        pid = machine.pid
-        if pid is not None and machine._kill_group(signal.SIGKILL):
-            machine._wait_process(1.0)  # reap it: no zombie left behind
-            pids.append(pid)
-    return pids
-
-
-atexit.register(kill_all_live)
-
-
-#: A unix socket path holds at most 107 bytes; keep room for the socket's own name.
-_SOCKET_DIR_MAX = 90
-
-
-def _private_socket_dir(name: str) -> Path:
-    """A fresh private directory for one VM's sockets, short enough for AF_UNIX paths
-    (a long $TMPDIR falls back to /tmp)."""
-    prefix = f"sq-{name[:20]}-"
-    path = tempfile.mkdtemp(prefix=prefix)
-    if len(path.encode()) > _SOCKET_DIR_MAX:
-        os.rmdir(path)
-        path = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
-    return Path(path)
-
-
-def _setpriv() -> str | None:
-    return shutil.which("setpriv")
-
-
-def missing_qemu_message(binary: str, arch: str) -> str:
-    """What to tell a user whose QEMU binary is not installed: the Debian package and how."""
-    package = ARCH_DEFAULTS[arch].debian_package
-    where = "does not exist or is not executable" if "/" in binary else "not found on PATH"
-    return (
-        f"QEMU binary {binary!r} {where}: install the Debian package {package} with "
-        f"`sudo apt-get install {package} qemu-utils`, or run `make setup` (installs every "
-        f"package and the venv the harness needs)"
-    )
-
-
-def _check_boot_file(what: str, path: Path) -> None:
-    """A kernel or initramfs that is missing or empty fails here, not as a silent guest."""
-    if not path.is_file():
-        raise ConfigError(
-            f"{what} {path} does not exist: build the guest image with `make image` "
-            f"(or `python -m harness image`)"
-        )
-    if path.stat().st_size == 0:
-        raise ConfigError(
-            f"{what} {path} is empty: the guest image is broken; rebuild it with {REBUILD_IMAGE}"
-        )
 
 
 class Machine:
@@ -241,9 +98,8 @@ class Machine:
         self.argv: list[str] = []
         self.origin: float | None = None
         self.exit_info: ExitInfo | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._tempdir: Path | None = None
-        self._listeners: list[socket.socket] = []
+        self._process: Child | None = None
+        self._sockets: Listeners | None = None
         self._stderr: BinaryIO | None = None
         self._console: Console | None = None
         self._qmp: QmpSession | None = None
@@ -302,8 +158,12 @@ class Machine:
         except BaseException as exc:
             self._stop_how = "launch-failed"
             self._post_shutdown()
-            if isinstance(exc, _StartupProblem):
-                self._raise_if_disk_in_use()
+            if isinstance(exc, StartupProblem):
+                in_use = disk_in_use_error(
+                    self.name, self.argv, self._returncode(), self.stderr_text()
+                )
+                if in_use is not None:
+                    raise in_use from None
                 raise LaunchError(
                     f"{self.name}: QEMU failed to start: {exc}",
                     argv=self.argv,
@@ -327,100 +187,37 @@ class Machine:
         )
         return self
 
-    def _raise_if_disk_in_use(self) -> None:
-        """Turn QEMU's image-locking failure into :class:`DiskInUse` naming the holder."""
-        stderr = self.stderr_text()
-        conflict = lock_conflict(stderr)
-        if conflict is None:
-            return
-        users = [user.describe() for user in disk_users(conflict.path)]
-        holder = (
-            ", ".join(users)
-            if users
-            else "another process (none of this user's processes has it open: another "
-            "user's, or another host's on a shared filesystem)"
-        )
-        raise DiskInUse(
-            f"{self.name}: disk image {conflict.path} is in use by {holder}: QEMU could not "
-            f'get its "{conflict.lock}" lock. Stop that VM first, or give this one its own '
-            f"copy of the disk",
-            disk=conflict.path,
-            users=users,
-            argv=self.argv,
-            returncode=self._returncode(),
-            stderr=stderr,
-        ) from None
-
     def _pre_launch(self) -> None:
         """Resolve the binary and accelerator, make the private dir, sockets and argv."""
-        qemu_path = shutil.which(self.config.qemu)
-        if qemu_path is None:
-            raise DependencyMissing(missing_qemu_message(self.config.qemu, self.config.arch))
-        for disk in self.config.disks:
-            if disk.is_local_file and not Path(disk.file).exists():
-                raise ConfigError(f"disk image {disk.file} does not exist")
-        for what, path in (("kernel", self.config.kernel), ("initramfs", self.config.initramfs)):
-            if path is not None:
-                _check_boot_file(what, path)
+        qemu_path = preflight(self.config)
         if self.accel is None:
             self.accel = choose_accel(self.config.arch, self.config.accel)
-        self._tempdir = _private_socket_dir(self.name)
-        endpoints = Endpoints(
-            serial_socket=self._tempdir / "serial.sock", qmp_socket=self._tempdir / "qmp.sock"
-        )
-        for path in (endpoints.serial_socket, endpoints.qmp_socket):
-            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self._listeners.append(listener)
-            listener.bind(os.fspath(path))
-            listener.listen(1)
+        self._sockets = Listeners(self.name)
         self.argv = build_argv(
-            self.config, endpoints, self.accel, qemu_path=qemu_path, name=self.name
+            self.config, self._sockets.endpoints, self.accel, qemu_path=qemu_path, name=self.name
         )
         self.artifacts.qemu_argv.write_text(display_argv(self.argv), encoding="utf-8")
         self._stderr = open(self.artifacts.qemu_stderr, "wb")  # noqa: SIM115 (see _post_shutdown)
 
     def _start_process(self) -> None:
-        argv = list(self.argv)
+        prefix: list[str] = []
         if self.config.pdeathsig:
-            setpriv = _setpriv()
-            if setpriv is not None:
-                argv = [setpriv, "--pdeathsig", "KILL", "--", *argv]
-            else:
+            prefix = pdeathsig_prefix()
+            if not prefix:
                 self.logger.warning("setpriv not found: QEMU will not die with a crashed harness")
-        env = {**os.environ, **dict(self.config.env)}
+        assert self._stderr is not None
         self.logger.debug("launching: %s", self.argv)
         self.origin = self._clock()
-        self._process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=self._stderr,
-            stderr=self._stderr,
-            start_new_session=True,  # own process group: signals reach QEMU and its helpers only
-            env=env,
+        self._process = Child(
+            [*prefix, *self.argv], output=self._stderr, env={**os.environ, **dict(self.config.env)}
         )
-        with _LIVE_LOCK:
-            _LIVE.add(self)
-
-    def _accept(self, listener: socket.socket, what: str, deadline: Deadline) -> socket.socket:
-        while True:
-            assert self._process is not None
-            code = self._process.poll()
-            if code is not None:
-                raise _StartupProblem(f"QEMU exited with code {code} before connecting its {what}")
-            if deadline.expired:
-                raise _StartupProblem(
-                    f"QEMU did not connect its {what} within {deadline.seconds:g} s"
-                )
-            ready, _, _ = select.select([listener], [], [], deadline.timeout(cap=0.05))
-            if ready:
-                conn, _ = listener.accept()
-                return conn
 
     def _post_launch(self, deadline: Deadline) -> None:
         """Accept QEMU's console and QMP connections and start their reader threads."""
         assert self.origin is not None
-        serial_listener, qmp_listener = self._listeners
-        serial = self._accept(serial_listener, "serial console", deadline)
+        assert self._process is not None
+        assert self._sockets is not None
+        serial = self._sockets.accept(0, "serial console", deadline, self._process.poll)
         self._console = Console(
             serial,
             ConsoleLog(self.artifacts.uart_log, self.artifacts.uart_timestamps),
@@ -429,15 +226,15 @@ class Machine:
             clock=self._clock,
         )
         self._console.start()
-        qmp_conn = self._accept(qmp_listener, "QMP monitor", deadline)
+        qmp_conn = self._sockets.accept(1, "QMP monitor", deadline, self._process.poll)
         self._qmp = QmpSession(
             self.name, log_path=self.artifacts.qmp_log, origin=self.origin, clock=self._clock
         )
         try:
             self._qmp.connect(qmp_conn, deadline)
         except QmpError as exc:
-            raise _StartupProblem(f"QMP negotiation failed: {exc.detail}") from exc
-        self._close_listeners()
+            raise StartupProblem(f"QMP negotiation failed: {exc.detail}") from exc
+        self._sockets.close()
 
     # -- stopping ---------------------------------------------------------------------------
     def shutdown(
@@ -486,10 +283,7 @@ class Machine:
         assert self._process is not None
         while self._process.poll() is None:
             deadline.check(f"{self.name}: waiting for the guest to power off")
-            try:
-                self._process.wait(deadline.timeout(cap=0.5))
-            except subprocess.TimeoutExpired:
-                continue
+            self._process.wait(deadline.timeout(cap=0.5))
         info = self.shutdown()
         assert info is not None
         return info
@@ -517,24 +311,11 @@ class Machine:
 
     def _kill_group(self, sig: signal.Signals) -> bool:
         """Send ``sig`` to QEMU's process group; False if it is already gone."""
-        process = self._process
-        if process is None or process.poll() is not None:
-            return False
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # group gone and PID reused by someone else's session
-            process.send_signal(sig)
-        return True
+        return self._process is not None and self._process.signal(sig)
 
     def _wait_process(self, timeout: float) -> bool:
         assert self._process is not None
-        try:
-            self._process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        return True
+        return self._process.wait(timeout)
 
     def _returncode(self) -> int | None:
         return self._process.poll() if self._process is not None else None
@@ -551,9 +332,9 @@ class Machine:
             ("kill QEMU", self._ensure_dead),
             ("close console", lambda: self._console and self._console.close()),
             ("close QMP", lambda: self._qmp and self._qmp.close()),
-            ("close sockets", self._close_listeners),
+            ("close sockets", lambda: self._sockets and self._sockets.close()),
             ("close stderr", lambda: self._stderr and self._stderr.close()),
-            ("remove temp dir", self._remove_tempdir),
+            ("remove temp dir", lambda: self._sockets and self._sockets.remove()),
         ]
         interrupted: BaseException | None = None
         for what, step in steps:
@@ -563,8 +344,8 @@ class Machine:
                 self.logger.exception("cleanup step %r failed", what)
             except (KeyboardInterrupt, Terminated, SystemExit) as exc:  # finish, then raise
                 interrupted = interrupted or exc
-        with _LIVE_LOCK:
-            _LIVE.discard(self)
+        if self._process is not None:
+            self._process.release()
         if self._process is not None and self.origin is not None:
             self.exit_info = ExitInfo(
                 returncode=self._process.returncode,
@@ -592,16 +373,6 @@ class Machine:
             self._kill_group(signal.SIGKILL)
         self._wait_process(KILL_TIMEOUT)
 
-    def _close_listeners(self) -> None:
-        for listener in self._listeners:
-            listener.close()
-        self._listeners = []
-
-    def _remove_tempdir(self) -> None:
-        if self._tempdir is not None:
-            shutil.rmtree(self._tempdir, ignore_errors=True)
-            self._tempdir = None
-
     def _shutdown_reason(self) -> str | None:
         if self._qmp is None:
             return None
@@ -613,11 +384,7 @@ class Machine:
     # -- evidence ---------------------------------------------------------------------------
     def stderr_text(self, limit: int = STDERR_EVIDENCE_BYTES) -> str:
         """The tail of QEMU's stderr (what it said about a failure)."""
-        with contextlib.suppress(OSError), open(self.artifacts.qemu_stderr, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - limit))
-            return handle.read().decode("utf-8", "replace")
-        return ""
+        return file_tail(self.artifacts.qemu_stderr, limit)
 
     def console_tail(self, max_lines: int = 40) -> str:
         return self._console.transcript.tail(max_lines) if self._console is not None else ""
@@ -661,7 +428,3 @@ class Machine:
             self.logger.exception(
                 "shutdown after %s failed", exc_type.__name__ if exc_type else "?"
             )
-
-
-class _StartupProblem(Exception):
-    """QEMU died or stalled while connecting; turned into LaunchError with its stderr."""

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import BinaryIO, TextIO
 
 from harness.deadline import Deadline
-from harness.machine import Machine
+from harness.vm.machine import Machine
 
 ESCAPE = b"\x1d"  # Ctrl-]
 ESCAPE_NAME = "Ctrl-]"

@@ -1,7 +1,7 @@
 """Boot sequences: watch one boot against its contract, and run the multi-boot contract.
 
 :func:`watch_boot` is the loop every VM test uses: it feeds the console to a
-:class:`~harness.matcher.BootMatcher` as the drainer reads it, applies the deadline and the
+:class:`~harness.contract.matcher.BootMatcher` as the drainer reads it, applies the deadline and the
 per-marker timeouts, notices QMP ``GUEST_PANICKED``, and stops at the first decisive event:
 
 * a failure line: keep reading for the contract's ``failure_grace`` (the traceback after
@@ -19,24 +19,23 @@ could lose what the next boot is about to check.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from harness.artifacts import RUN_SUMMARY, VmArtifacts
-from harness.config import Accel, DiskSpec, MachineConfig
-from harness.contract import Contract
-from harness.deadline import Deadline
+from harness.atomic import write_json
+from harness.contract.matcher import BootMatcher, Outcome, ProgressCallback
+from harness.contract.spec import Contract
+from harness.deadline import Deadline, parse_multiplier
 from harness.diagnosis import boot_hints
 from harness.errors import ConfigError, DeadlineExceeded
-from harness.kernel_args import new_nonce, render
-from harness.machine import ExitInfo, Machine, MachineState
-from harness.matcher import BootMatcher, Outcome, ProgressCallback
-from harness.qmp import GUEST_PANICKED
+from harness.vm.config import Accel, DiskSpec, MachineConfig
+from harness.vm.kernel_args import new_nonce, render
+from harness.vm.machine import ExitInfo, Machine, MachineState
+from harness.vm.qmp import GUEST_PANICKED
 
 log = logging.getLogger(__name__)
 
@@ -301,8 +300,7 @@ class ContractRunner:
     ) -> None:
         if not base_config.disks:
             raise ConfigError("the contract needs a disk: MachineConfig.disks is empty")
-        if options.multiplier <= 0:
-            raise ConfigError(f"timeout multiplier must be positive, got {options.multiplier}")
+        parse_multiplier(options.multiplier)
         self.base_config = base_config
         self.contract = contract
         self.run_dir = run_dir
@@ -359,10 +357,7 @@ class ContractRunner:
             "passed": result.passed,
             "boots": [boot.summary() for boot in result.boots],
         }
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return write_json(path, data)
 
 
 def contract_config(

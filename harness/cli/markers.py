@@ -1,0 +1,65 @@
+"""``python -m harness markers``: replay a past run's console through the contract: which
+marker came when, what was missing, which line failed."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from harness.artifacts import default_runs_dir, latest_run
+from harness.cli.common import EXIT_FAILED, EXIT_PASSED, add_contract_option
+from harness.contract.matcher import Outcome
+from harness.contract.progress import ProgressPrinter
+from harness.contract.spec import Contract
+from harness.errors import ConfigError
+
+
+def add_parser(commands: Any) -> None:
+    markers = commands.add_parser(
+        "markers",
+        help="which marker came when in a past run",
+        description="Replay a run's uart.timestamps through the "
+        "contract: arrival times, missing markers, failure line.",
+    )
+    markers.add_argument(
+        "path",
+        nargs="?",
+        type=Path,
+        default=None,
+        help="run directory, boot directory or uart.log (default: latest run)",
+    )
+    markers.add_argument(
+        "--boot",
+        type=int,
+        default=None,
+        help="only this boot (or: the boot number of a lone uart.log)",
+    )
+    add_contract_option(markers)
+    markers.set_defaults(handler=command)
+
+
+def command(args: argparse.Namespace) -> int:
+    from harness.contract.history import replay
+
+    path = args.path or latest_run()
+    if path is None:
+        raise ConfigError(f"no runs under {default_runs_dir()}; give a run directory")
+    contract = Contract.load(args.contract)
+    boots = replay(path, contract, boot=args.boot)
+    out = ProgressPrinter()
+    out.say(f"run: {path}")
+    passed = True
+    for boot in boots:
+        passed = passed and boot.matcher.outcome is Outcome.PASSED
+        note = "" if boot.timed else "  [no uart.timestamps: arrival times unknown]"
+        verdict = boot.matcher.outcome.value.upper()
+        out.say(
+            boot.matcher.report(header=f"boot {boot.number} ({boot.directory}): {verdict}{note}")
+        )
+    expected = set(contract.boot_numbers) if args.boot is None else {args.boot}
+    seen = {b.number for b in boots}
+    if expected - seen:
+        out.say(f"boots without a console record: {', '.join(map(str, sorted(expected - seen)))}")
+        passed = False
+    return EXIT_PASSED if passed else EXIT_FAILED

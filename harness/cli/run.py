@@ -1,0 +1,139 @@
+"""``python -m harness run``: the marker contract, every boot on one disk (what
+``scripts/qemu-test.sh`` and CI run). Exit 0 only when every marker of every boot arrived."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from harness.cli.common import (
+    EXIT_FAILED,
+    EXIT_PASSED,
+    add_vm_options,
+    duration_arg,
+    resolve_multiplier,
+    start_vm_session,
+)
+from harness.contract.progress import ProgressPrinter
+from harness.contract.runner import ContractRunner, RunOptions
+from harness.contract.spec import Contract
+from harness.vm.kernel_args import new_nonce, render
+
+
+def add_parser(commands: Any) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run the marker contract (every boot)",
+        description="Boot the guest once per contract boot on one fresh "
+        "disk and check every marker. Exit 0 only on a full contract.",
+    )
+    add_vm_options(run)
+    run.add_argument(
+        "--until-marker",
+        action="store_true",
+        help="stop the last boot as soon as every marker arrived "
+        "(RUN_UNTIL_MARKER=1); otherwise wait for the guest's power-off",
+    )
+    run.add_argument(
+        "--timeout",
+        type=duration_arg,
+        default=None,
+        help="deadline for the whole run: 90, 90s, 2m (RUN_TIMEOUT)",
+    )
+    run.add_argument(
+        "--timeline",
+        action="store_true",
+        help="print each marker's time since launch, per boot, at the end",
+    )
+    run.add_argument("--console", action="store_true", help="echo the guest console live")
+    run.add_argument(
+        "--boots",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=None,
+        help="run only these contract boots, e.g. 1 (default: all)",
+    )
+    run.add_argument("--nonce", default=None, help="sq.nonce to use (default: random)")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would run (settings, kernel arguments) and exit",
+    )
+    run.set_defaults(handler=command)
+
+
+def _dry_run(
+    out: ProgressPrinter,
+    args: argparse.Namespace,
+    contract: Contract,
+    boots: list[int],
+    nonce: str,
+    multiplier: float,
+) -> int:
+    out.say(f"contract: {contract.source}")
+    out.say(f"until marker: {'yes' if args.until_marker else 'no (wait for power-off)'}")
+    out.say(f"run timeout: {'none' if args.timeout is None else f'{args.timeout:g} s'}")
+    out.say(f"timeout multiplier: {multiplier:g}")
+    for number in boots:
+        spec = contract.for_boot(number)
+        args_line = " ".join(render(spec.kernel_args, {"nonce": nonce, "boot": number}))
+        out.say(
+            f"boot {number}: timeout {spec.timeout * multiplier:g} s, "
+            f"{len(spec.required)} required markers, kernel args: {args_line}"
+        )
+    return EXIT_PASSED
+
+
+def command(args: argparse.Namespace) -> int:
+    out = ProgressPrinter(prefix="")
+    contract = Contract.load(args.contract)
+    multiplier = resolve_multiplier(args)
+    nonce = args.nonce or new_nonce()
+    boots = args.boots or list(contract.boot_numbers)
+    for number in boots:
+        contract.boot(number)  # validates the numbers before anything starts
+    if args.dry_run:
+        return _dry_run(out, args, contract, boots, nonce, multiplier)
+
+    session = start_vm_session(args, out)
+    run_dir = session.run_dir
+    out.say(f"run: {run_dir}  (nonce {nonce}, disk {session.disk})")
+
+    def on_boot_start(number: int, machine: Any) -> None:
+        out.say(f"boot {number}: starting QEMU ({machine.artifacts.path.name})")
+
+    options = RunOptions(
+        until_marker=args.until_marker,
+        timeout=args.timeout,
+        multiplier=multiplier,
+        nonce=nonce,
+        boots=boots,
+    )
+    echo = (lambda text: (sys.stdout.write(text), sys.stdout.flush())) if args.console else None
+    runner = ContractRunner(
+        session.config,
+        contract,
+        run_dir=run_dir,
+        options=options,
+        progress=out,
+        echo=echo,
+        on_boot_start=on_boot_start,
+    )
+    result = runner.run()
+    for boot in result.boots:
+        how = boot.exit.describe() if boot.exit else "QEMU did not start"
+        out.say(f"boot {boot.number}: {boot.outcome.value.upper()} - {how} ({boot.accel})")
+    if args.timeline:
+        for boot in result.boots:
+            out.say(f"timeline of boot {boot.number} (seconds since QEMU launch):")
+            for row in boot.matcher.timeline():
+                out.say(row)
+    if not result.passed:
+        out.say("")
+        out.say(result.report())
+    out.say("")
+    out.say(f"marker contract {'PASSED' if result.passed else 'FAILED'}")
+    for path in result.uart_logs:
+        out.say(f"uart.log: {path}")
+    out.say(f"run directory: {run_dir}  (python -m harness markers {run_dir})")
+    return EXIT_PASSED if result.passed else EXIT_FAILED
