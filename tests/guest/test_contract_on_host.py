@@ -2,7 +2,7 @@
 each as its own identity), the same selftest, over a file-backed disk and sockets in a temp
 dir. The VM runs exactly this code; here a failure is quick to debug.
 
-The console lines are judged by the harness's own contract (``harness/contract.toml``) and
+The console lines are judged by the harness's own contract (``harness/contract/contract.toml``) and
 matcher, as a VM run's are: a marker renamed in the guest or in the contract fails here, not
 first in QEMU. Only the markers of PID 1's boot path (``init: started``, the raw block
 device's ``blk:`` line), which the host cannot run, are left missing, and the test checks
@@ -12,8 +12,8 @@ that exactly those are.
 from pathlib import Path
 
 import guest
-from harness.contract import Contract
-from harness.matcher import BootMatcher
+from harness.contract.matcher import BootMatcher
+from harness.contract.spec import Contract
 
 from support.guest_flow import contract_boot, needs_root
 
