@@ -8,6 +8,8 @@ import os
 import time
 
 from guest.console import emit
+from guest.identities import KEYSTORED, STATEFSD, UPDATED
+from guest.init import runtime
 from guest.init.supervisor import Supervisor
 from guest.keystored.keys import preload as preload_ed25519
 from guest.keystored.service import run_keystored
@@ -47,28 +49,30 @@ def probe_disk(path: str) -> None:
 
 
 class Services:
-    """statefsd, keystored and updated, started in dependency order."""
+    """statefsd, keystored and updated, started in dependency order, each as its own identity
+    (``runtime.prepare`` must have handed them the disk and their runtime directories)."""
 
     def __init__(self, supervisor: Supervisor, disk: str, sockets: Sockets) -> None:
         self.supervisor = supervisor
         self.order = [
-            ("statefsd", lambda ready: run_daemon(disk, sockets.statefsd, on_ready=ready)),
-            ("keystored", lambda ready: run_keystored(sockets.keystored, sockets.statefsd,
-                                                      on_ready=ready)),
-            ("updated", lambda ready: run_updated(sockets.updated, sockets.statefsd,
-                                                  on_ready=ready)),
+            ("statefsd", STATEFSD, lambda ready: run_daemon(disk, sockets.statefsd,
+                                                            on_ready=ready)),
+            ("keystored", KEYSTORED, lambda ready: run_keystored(sockets.keystored,
+                                                                 sockets.statefsd, on_ready=ready)),
+            ("updated", UPDATED, lambda ready: run_updated(sockets.updated, sockets.statefsd,
+                                                           on_ready=ready)),
         ]  # fmt: skip
 
     def start_all(self) -> None:
-        for name, main in self.order:
+        for name, identity, main in self.order:
             if name == "keystored":
                 # Imported here, once, in init: every keystored start (two per boot) is then a
                 # fork that skips it, and statefsd is already up while it loads.
                 preload_ed25519()
-            self.supervisor.start(name, main)
+            self.supervisor.start(name, main, identity=identity)
 
     def stop_all(self) -> None:
-        for name, _ in reversed(self.order):
+        for name, _, _ in reversed(self.order):
             code = self.supervisor.stop(name)
             if code:
                 raise RuntimeError(f"{name} stopped with exit code {code}")
@@ -82,7 +86,7 @@ class Services:
 def run_contract(raw_params: dict[str, str]) -> None:
     params = ContractParams(raw_params)
     probe_disk(params.disk)
-    sockets = Sockets()
+    sockets = runtime.prepare(params.disk)
     supervisor = Supervisor()
     services = Services(supervisor, params.disk, sockets)
     try:
@@ -102,11 +106,13 @@ def run_powercut_boot(raw_params: dict[str, str]) -> None:
 
     params = ContractParams(raw_params)
     probe_disk(params.disk)
-    sockets = Sockets()
+    sockets = runtime.prepare(params.disk)
     supervisor = Supervisor()
     try:
         supervisor.start(
-            "statefsd", lambda ready: run_daemon(params.disk, sockets.statefsd, on_ready=ready)
+            "statefsd",
+            lambda ready: run_daemon(params.disk, sockets.statefsd, on_ready=ready),
+            identity=STATEFSD,
         )
         run_powercut(raw_params, sockets.statefsd)
         supervisor.check()

@@ -5,6 +5,10 @@ already loaded, so a service starts in milliseconds instead of the second a fres
 under TCG emulation. Each service is still its own process with its own state: stopping and
 starting it is a real restart (fresh store, fresh file descriptors, fresh replay).
 
+A service given an identity drops to it in the child, before its main runs: whatever the
+service does, it does with its own uid, gid and groups (``guest.identities``); what needs root
+(the device's owner, the runtime directories) init has done before (``guest.init.runtime``).
+
 Readiness is a byte on a pipe, written by the service once it answers requests (the same idea
 as systemd's sd_notify). A service that exits before it is ready, or does not become ready in
 time, is an error that names it and its exit status.
@@ -17,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from guest.console import emit, emit_traceback
+from guest.identities import Identity, become
 
 #: A service's main: called in the child with a "notify ready" callback; returns an exit code.
 ServiceMain = Callable[[Callable[[], None]], int]
@@ -36,8 +41,16 @@ class Supervisor:
     def running(self) -> list[str]:
         return list(self._pids)
 
-    def start(self, name: str, main: ServiceMain, *, ready_timeout: float = 30.0) -> int:
-        """Fork ``main`` as service ``name`` and wait until it reports ready; returns its pid."""
+    def start(
+        self,
+        name: str,
+        main: ServiceMain,
+        *,
+        identity: Identity | None = None,
+        ready_timeout: float = 30.0,
+    ) -> int:
+        """Fork ``main`` as service ``name`` (as ``identity``, if given) and wait until it
+        reports ready; returns its pid."""
         if name in self._pids:
             raise ServiceError(f"{name} is already running (pid {self._pids[name]})")
         ready_r, ready_w = os.pipe()
@@ -48,6 +61,8 @@ class Supervisor:
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
+                if identity is not None:
+                    become(identity)
                 code = main(lambda: os.write(ready_w, b"R"))
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1

@@ -2,7 +2,7 @@
 
 Errors come back as :class:`~guest.statefs.errors.StatefsError` carrying the server's errno:
 the same exception the store itself raises, so code handles a local store and a remote one
-alike.
+alike. A refusal by the access policy is :class:`AccessDenied`, a StatefsError with ``EACCES``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,13 @@ import time
 from guest.ipc import frames
 from guest.ipc.frames import Frame, FrameDecoder, ProtocolError
 from guest.statefs.errors import StatefsError
+
+
+class AccessDenied(StatefsError):
+    """The service's access policy refused the request (errno ``EACCES``); nothing changed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.EACCES, message)
 
 
 class FrameClient:
@@ -100,6 +107,8 @@ class FrameClient:
         if reply.request_id != request_id or reply.op != op:
             self.close()
             raise StatefsError(errno.EPROTO, "reply does not match the request")
+        if reply.status == errno.EACCES:
+            raise AccessDenied(reply.value.decode("utf-8", "replace"))
         if reply.status:
             raise StatefsError(reply.status, reply.value.decode("utf-8", "replace"))
         return reply

@@ -10,6 +10,12 @@ connection is closed; a handler's :class:`OSError` (the store's errors are ``OSE
 :class:`ProtocolError` becomes an error reply with its errno. A handler bug (any other
 exception) is reported on the console with its traceback, which the harness treats as a
 failure, and answered with EIO; the server keeps serving.
+
+Every connection is known by its peer credentials (``SO_PEERCRED``: the uid, gid and pid the
+kernel recorded when the client connected), which handlers receive with each request; nothing a
+client sends can change them. One uid holds at most ``MAX_CONNECTIONS_PER_UID`` connections and
+a connection is answered at most ``MAX_REQUESTS_PER_TURN`` requests before the others get
+theirs, so one client (or a crowd of one user's clients) cannot starve the rest.
 """
 
 import errno
@@ -18,6 +24,7 @@ import selectors
 import signal
 import socket
 import stat
+import struct
 import time
 from collections import deque
 from collections.abc import Callable
@@ -28,6 +35,10 @@ from guest.ipc.frames import Frame, FrameDecoder, ProtocolError
 
 #: Concurrent connections; one more is accepted and closed at once.
 MAX_CONNECTIONS = 64
+#: Concurrent connections of one uid; one more is accepted and closed at once.
+MAX_CONNECTIONS_PER_UID = 8
+#: Requests answered for one connection before the loop turns to the others.
+MAX_REQUESTS_PER_TURN = 32
 #: A connection holding part of a frame for longer than this is closed.
 PARTIAL_FRAME_TIMEOUT = 10.0
 #: Stop answering (and reading) a connection's requests while this many reply bytes wait for
@@ -36,12 +47,42 @@ PARTIAL_FRAME_TIMEOUT = 10.0
 MAX_PENDING_OUTPUT = 2 * frames.MAX_FRAME_BYTES
 RECV_BYTES = 256 * 1024
 
-Handler = Callable[[Frame], Frame]
+_UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+class Peer:
+    """Who is on the other end of a connection, as the kernel recorded it at connect time."""
+
+    __slots__ = ("gid", "pid", "uid")
+
+    def __init__(self, pid: int, uid: int, gid: int) -> None:
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+
+    @classmethod
+    def of(cls, sock: socket.socket) -> "Peer":
+        """The peer credentials of a connected Unix socket (``SO_PEERCRED``)."""
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+        return cls(*_UCRED.unpack(raw))
+
+    @classmethod
+    def this_process(cls) -> "Peer":
+        """This process's own credentials: for a request dispatched without a connection."""
+        return cls(os.getpid(), os.geteuid(), os.getegid())
+
+    def __repr__(self) -> str:
+        return f"Peer(pid={self.pid}, uid={self.uid}, gid={self.gid})"
+
+
+#: A request handler: (request, who sent it) -> reply.
+Handler = Callable[[Frame, Peer], Frame]
 
 
 class _Connection:
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, peer: Peer) -> None:
         self.sock = sock
+        self.peer = peer
         self.decoder = FrameDecoder()
         self.output = bytearray()
         #: Requests decoded but not yet answered (while the client is not reading replies).
@@ -60,26 +101,48 @@ def ok(request: Frame, value: bytes = b"", flags: int = 0) -> Frame:
 
 
 class FrameServer:
-    """Serve ``handlers`` (op code -> function(frame) -> reply) on an owner-only Unix socket."""
+    """Serve ``handlers`` (op code -> function(frame, peer) -> reply) on a Unix socket.
 
-    def __init__(self, socket_path: str, handlers: dict[int, Handler], *, name: str) -> None:
+    ``mode`` is the socket's permission bits (owner-only by default; statefsd adds its
+    clients' group). ``on_refused`` is called with the peer of a connection closed because its
+    uid already holds ``MAX_CONNECTIONS_PER_UID``.
+    """
+
+    def __init__(
+        self,
+        socket_path: str,
+        handlers: dict[int, Handler],
+        *,
+        name: str,
+        mode: int = 0o600,
+        on_refused: Callable[[Peer], None] | None = None,
+    ) -> None:
         self.socket_path = socket_path
         self.handlers = handlers
         self.name = name
+        self.mode = mode
+        self.on_refused = on_refused
         self._listener: socket.socket | None = None
         self._selector: selectors.BaseSelector | None = None
         self._connections: dict[int, _Connection] = {}
         self._stop = False
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
-        self.counters = {"connections": 0, "frames": 0, "errors": 0, "protocol_errors": 0}
+        self._per_uid: dict[int, int] = {}
+        self.counters = {
+            "connections": 0,
+            "frames": 0,
+            "errors": 0,
+            "protocol_errors": 0,
+            "refused_connections": 0,
+        }
 
     @property
     def open_connections(self) -> int:
         return len(self._connections)
 
     def listen(self) -> None:
-        """Bind the socket (mode 0600: only the owner may connect) and start listening."""
+        """Bind the socket (created owner-only, then given ``mode``) and start listening."""
         try:
             if stat.S_ISSOCK(os.lstat(self.socket_path).st_mode):
                 os.unlink(self.socket_path)
@@ -94,7 +157,7 @@ class FrameServer:
             raise
         finally:
             os.umask(old_umask)
-        os.chmod(self.socket_path, 0o600)
+        os.chmod(self.socket_path, self.mode)
         listener.listen(MAX_CONNECTIONS)
         listener.setblocking(False)
         self._listener = listener
@@ -166,9 +229,22 @@ class FrameServer:
             return
         if len(self._connections) >= MAX_CONNECTIONS:
             sock.close()
+            self.counters["refused_connections"] += 1
+            return
+        try:
+            peer = Peer.of(sock)
+        except OSError:
+            sock.close()
+            return
+        if self._per_uid.get(peer.uid, 0) >= MAX_CONNECTIONS_PER_UID:
+            sock.close()
+            self.counters["refused_connections"] += 1
+            if self.on_refused is not None:
+                self.on_refused(peer)
             return
         sock.setblocking(False)
-        conn = _Connection(sock)
+        conn = _Connection(sock, peer)
+        self._per_uid[peer.uid] = self._per_uid.get(peer.uid, 0) + 1
         self._connections[sock.fileno()] = conn
         self._selector.register(sock, selectors.EVENT_READ, conn)
         self.counters["connections"] += 1
@@ -206,9 +282,12 @@ class FrameServer:
         self._update_interest(conn)
 
     def _answer_backlog(self, conn: _Connection) -> None:
-        """Answer queued requests while the client's unread replies stay under the bound."""
-        while conn.backlog and len(conn.output) < MAX_PENDING_OUTPUT:
-            conn.output += self._reply(conn.backlog.popleft())
+        """Answer queued requests while the client's unread replies stay under the bound, at
+        most MAX_REQUESTS_PER_TURN now (the rest when its replies have been sent)."""
+        for _ in range(MAX_REQUESTS_PER_TURN):
+            if not conn.backlog or len(conn.output) >= MAX_PENDING_OUTPUT:
+                return
+            conn.output += self._reply(conn.backlog.popleft(), conn.peer)
 
     def _on_writable(self, conn: _Connection) -> None:
         try:
@@ -234,6 +313,11 @@ class FrameServer:
 
     def _close(self, conn: _Connection) -> None:
         if conn.open and self._connections.pop(conn.sock.fileno(), None) is not None:
+            left = self._per_uid.get(conn.peer.uid, 1) - 1
+            if left:
+                self._per_uid[conn.peer.uid] = left
+            else:
+                self._per_uid.pop(conn.peer.uid, None)
             try:
                 self._selector.unregister(conn.sock)
             except (KeyError, ValueError):
@@ -248,16 +332,16 @@ class FrameServer:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def _reply(self, request: Frame) -> bytes:
-        reply = self.dispatch(request)
+    def _reply(self, request: Frame, peer: Peer) -> bytes:
+        reply = self.dispatch(request, peer)
         try:
             return reply.encode()
         except ProtocolError as exc:
             self.counters["errors"] += 1
             return frames.error_frame(request, exc.errno, f"reply too large: {exc}").encode()
 
-    def dispatch(self, request: Frame) -> Frame:
-        """Answer one request (never raises)."""
+    def dispatch(self, request: Frame, peer: Peer | None = None) -> Frame:
+        """Answer one request from ``peer`` (default: this process itself); never raises."""
         self.counters["frames"] += 1
         handler = self.handlers.get(request.op)
         if handler is None:
@@ -267,7 +351,7 @@ class FrameServer:
             self.counters["errors"] += 1
             return frames.error_frame(request, errno.EINVAL, "requests carry status 0")
         try:
-            return handler(request)
+            return handler(request, peer or Peer.this_process())
         except ProtocolError as exc:
             self.counters["errors"] += 1
             return frames.error_frame(request, exc.errno, str(exc))

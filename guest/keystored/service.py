@@ -16,13 +16,13 @@ from guest.console import emit
 from guest.ipc import frames
 from guest.ipc.client import FrameClient
 from guest.ipc.frames import Frame
-from guest.ipc.server import FrameServer, ok
+from guest.ipc.server import FrameServer, Peer, ok
 from guest.keystored.keys import DeviceKey, load_or_create
 from guest.statefs.errors import StatefsError
 from guest.statefsd.client import DEFAULT_SOCKET as STATEFSD_SOCKET
 from guest.statefsd.client import StatefsClient
 
-DEFAULT_SOCKET = "/run/keystored.sock"
+DEFAULT_SOCKET = "/run/keystored/keystored.sock"
 OP_SIGN = 32
 MAX_SIGN_BYTES = 64 * 1024
 frames.name_ops({OP_SIGN: "SIGN"})
@@ -45,7 +45,7 @@ class KeyService:
             socket_path, {frames.OP_HELLO: self._hello, OP_SIGN: self._sign}, name="keystored"
         )
 
-    def _hello(self, request: Frame) -> Frame:
+    def _hello(self, request: Frame, _peer: Peer) -> Frame:
         info = {
             "algorithm": "ed25519",
             "public": self.key.public.hex(),
@@ -54,7 +54,7 @@ class KeyService:
         }
         return ok(request, json.dumps(info, sort_keys=True).encode("utf-8"))
 
-    def _sign(self, request: Frame) -> Frame:
+    def _sign(self, request: Frame, _peer: Peer) -> Frame:
         if len(request.value) > MAX_SIGN_BYTES:
             raise StatefsError(errno.EMSGSIZE, f"messages are signed up to {MAX_SIGN_BYTES} bytes")
         return ok(request, self.key.sign(request.value))

@@ -15,11 +15,17 @@ Every ``ok`` marker follows a read-back that could have failed:
 ``SELFTEST: device key persist ok``
     the restarted keystored *loaded* (did not create) a key with the same fingerprint, and its
     signature over a fresh challenge verifies under the public key seen before the restart.
+``SELFTEST: statefs deny ok``
+    a client of another identity (``app``), allowed to connect, was refused (EACCES) reading
+    the device key's seed and writing the boot record, the boot record is unchanged, and
+    statefsd counted each denial (``guest.selftest.deny``).
 ``SELFTEST: reboot persist ok`` (boot 2 and later)
     what the previous boot recorded last (its nonce, key fingerprint, bootctl state and a value
     digest) is what this boot finds, before it changes anything.
 
-A failed proof prints ``SELFTEST: <name> FAIL <reason>`` and ends the run.
+A failed proof prints ``SELFTEST: <name> FAIL <reason>`` and ends the run. Each marker is
+spelled out in full where it is printed (the step table in :meth:`Selftest.run`), so a marker
+in a console log can be searched for in this file.
 """
 
 import errno
@@ -31,6 +37,7 @@ from collections.abc import Callable
 from guest.console import emit
 from guest.keystored.keys import verify
 from guest.keystored.service import KeystoreClient
+from guest.selftest.deny import check_deny
 from guest.statefs.errors import StatefsError
 from guest.statefs.layout import MAX_VALUE_BYTES
 from guest.statefsd.client import StatefsClient
@@ -55,11 +62,21 @@ class Sockets(Value):
 
     def __init__(
         self,
-        statefsd: str = "/run/statefsd.sock",
-        keystored: str = "/run/keystored.sock",
-        updated: str = "/run/updated.sock",
+        statefsd: str = "/run/statefsd/statefsd.sock",
+        keystored: str = "/run/keystored/keystored.sock",
+        updated: str = "/run/updated/updated.sock",
     ) -> None:
         self._set(statefsd=statefsd, keystored=keystored, updated=updated)
+
+    @classmethod
+    def under(cls, run_dir: str) -> "Sockets":
+        """Each service's socket in its runtime directory below ``run_dir``."""
+        return cls(
+            **{
+                name: f"{run_dir}/{name}/{name}.sock"
+                for name in ("statefsd", "keystored", "updated")
+            }
+        )
 
 
 def expect(condition: bool, reason: str) -> None:
@@ -93,21 +110,25 @@ class Selftest:
     # -- the run -----------------------------------------------------------------------------
 
     def run(self) -> bool:
-        """All proofs of this boot, in order; False after the first failure."""
-        steps: list[tuple[str, Callable[[], object]]] = []
+        """All proofs of this boot, in order; False after the first failure.
+
+        Each step: its name (for a FAIL line), the proof, and the marker it prints when it
+        passes (None for a step that proves nothing by itself)."""
+        steps: list[tuple[str, Callable[[], object], str | None]] = []
         if self.boot >= 2:
-            steps.append(("reboot persist", self.check_reboot))
+            steps.append(("reboot persist", self.check_reboot, "SELFTEST: reboot persist ok"))
         steps += [
-            ("statefs put", self.check_put),
-            ("bootctl prepare", self.prepare_bootctl),
-            ("device key prepare", self.prepare_device_key),
-            ("soft restart", self.restart),
-            ("statefs persist", self.check_persist),
-            ("bootctl persist", self.check_bootctl),
-            ("device key persist", self.check_device_key),
-            ("record boot", self.record_boot),
+            ("statefs put", self.check_put, "SELFTEST: statefs put ok"),
+            ("bootctl prepare", self.prepare_bootctl, None),
+            ("device key prepare", self.prepare_device_key, None),
+            ("statefs deny", self.check_deny, "SELFTEST: statefs deny ok"),
+            ("soft restart", self.restart, None),
+            ("statefs persist", self.check_persist, "SELFTEST: statefs persist ok"),
+            ("bootctl persist", self.check_bootctl, "SELFTEST: bootctl persist ok"),
+            ("device key persist", self.check_device_key, "SELFTEST: device key persist ok"),
+            ("record boot", self.record_boot, None),
         ]
-        for name, step in steps:
+        for name, step, marker in steps:
             try:
                 step()
             except CheckFailed as exc:
@@ -116,8 +137,8 @@ class Selftest:
             except (StatefsError, OSError) as exc:
                 emit(f"SELFTEST: {name} FAIL {type(exc).__name__}: {exc}")
                 return False
-            if name in MARKED:
-                emit(f"SELFTEST: {name} ok")
+            if marker is not None:
+                emit(marker)
         return True
 
     # -- statefs -----------------------------------------------------------------------------
@@ -157,6 +178,13 @@ class Selftest:
             self._read_back(client, "after REOPEN")
             fsck = client.fsck()
             expect(fsck["ok"], f"fsck after restart: {fsck['lines']}")
+
+    def check_deny(self) -> None:
+        """After bootctl and the device key exist: the unprivileged client is refused both."""
+        with self.statefs() as client:
+            reason = check_deny(client, self.sockets.statefsd)
+        if reason is not None:
+            raise CheckFailed(reason)
 
     # -- bootctl -----------------------------------------------------------------------------
 
@@ -244,13 +272,3 @@ class Selftest:
         with self.bootctl() as updated:
             state = updated.state()
         expect(state.to_json() == record["bootctl"], "bootctl state changed across reboot")
-
-
-#: Steps that end in a contract marker when they pass.
-MARKED = {
-    "reboot persist",
-    "statefs put",
-    "statefs persist",
-    "bootctl persist",
-    "device key persist",
-}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from guest.ipc.client import FrameClient
 from guest.statefsd import protocol
 
-DEFAULT_SOCKET = "/run/statefsd.sock"
+DEFAULT_SOCKET = "/run/statefsd/statefsd.sock"
 
 
 class StatefsClient(FrameClient):

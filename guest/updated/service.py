@@ -19,13 +19,13 @@ from guest.console import emit
 from guest.ipc import frames
 from guest.ipc.client import FrameClient
 from guest.ipc.frames import Frame
-from guest.ipc.server import FrameServer, ok
+from guest.ipc.server import FrameServer, Peer, ok
 from guest.statefs.errors import StatefsError
 from guest.statefsd.client import DEFAULT_SOCKET as STATEFSD_SOCKET
 from guest.statefsd.client import StatefsClient
 from guest.updated.bootctl import BOOTCTL_KEY, DEFAULT_TRIES, BootControl
 
-DEFAULT_SOCKET = "/run/updated.sock"
+DEFAULT_SOCKET = "/run/updated/updated.sock"
 OP_SET_ACTIVE = 48
 OP_BOOT_ATTEMPT = 49
 OP_MARK_SUCCESSFUL = 50
@@ -59,16 +59,18 @@ class BootControlService:
         handlers = {
             frames.OP_HELLO: self._hello,
             OP_SET_ACTIVE: self._set_active,
-            OP_BOOT_ATTEMPT: lambda request: self._apply(request, BootControl.boot_attempt),
-            OP_MARK_SUCCESSFUL: lambda request: self._apply(request, BootControl.mark_successful),
-            OP_FAIL_CURRENT: lambda request: self._apply(request, BootControl.fail_current),
+            OP_BOOT_ATTEMPT: lambda request, _peer: self._apply(request, BootControl.boot_attempt),
+            OP_MARK_SUCCESSFUL: lambda request, _peer: self._apply(
+                request, BootControl.mark_successful
+            ),
+            OP_FAIL_CURRENT: lambda request, _peer: self._apply(request, BootControl.fail_current),
         }
         self.frames = FrameServer(socket_path, handlers, name="updated")
 
     def _reply(self, request: Frame) -> Frame:
         return ok(request, self.state.encode())
 
-    def _hello(self, request: Frame) -> Frame:
+    def _hello(self, request: Frame, _peer: Peer) -> Frame:
         return self._reply(request)
 
     def _apply(self, request: Frame, transition: Callable[[BootControl], BootControl]) -> Frame:
@@ -77,7 +79,7 @@ class BootControlService:
         self.state = new
         return self._reply(request)
 
-    def _set_active(self, request: Frame) -> Frame:
+    def _set_active(self, request: Frame, _peer: Peer) -> Frame:
         slot = request.key.decode("ascii", "replace")
         try:
             tries = int(request.value) if request.value else DEFAULT_TRIES

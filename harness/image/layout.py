@@ -265,14 +265,25 @@ def build_stdlib(
     )
 
 
+#: Data files the guest reads at run time, shipped beside its modules (statefsd's policy).
+GUEST_DATA_SUFFIXES = (".policy",)
+
+
 def guest_files(guest_dir: Path) -> list[Path]:
-    return stdlib.python_files(guest_dir)
+    """The guest's modules and its data files (both part of the image's cache key)."""
+    data = [
+        path
+        for path in guest_dir.rglob("*")
+        if path.suffix in GUEST_DATA_SUFFIXES and "__pycache__" not in path.parts
+    ]
+    return sorted(stdlib.python_files(guest_dir) + data)
 
 
 def build_guest(
     recipe: Recipe, guest_dir: Path, previous: Segment, *, compile_pyc: bool
 ) -> Segment:
-    """The guest segment: ``guest/**.py`` plus their bytecode in ``__pycache__``."""
+    """The guest segment: ``guest/**.py`` plus their bytecode in ``__pycache__``, and the
+    guest's data files."""
     writer = CpioWriter(first_ino=previous.next_ino, existing_dirs=previous.dirs)
     base = f"{recipe.python.stdlib}/guest"
     tag = f"cpython-{recipe.python.version.replace('.', '')}"
@@ -282,7 +293,7 @@ def build_guest(
         source = path.read_bytes()
         dest = f"{base}/{rel.as_posix()}"
         writer.file(dest, source)
-        if compile_pyc:
+        if compile_pyc and path.suffix == ".py":
             cache = PurePosixPath(
                 base, rel.parent.as_posix(), "__pycache__", f"{rel.stem}.{tag}.pyc"
             )

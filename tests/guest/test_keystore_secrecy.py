@@ -1,9 +1,10 @@
 """The device key's private seed never leaves keystored (issue 7, item 5).
 
-The guest's services run on the host as in the VM (forked by the same supervisor, over a
-file-backed disk and sockets in a temp dir). After the key exists, the test reads the seed from
-the disk through a read-only Store, so it knows exactly what to look for, and searches for it
-(raw, hex, base64, repr, any 16-byte window: ``support.keyleak``) in:
+The guest's services run on the host as in the VM (forked by the same supervisor, each as its
+own identity, over a file-backed disk and sockets in a temp dir: ``support.guest_flow``).
+After the key exists, the test reads the seed from the disk through a read-only Store, so it
+knows exactly what to look for, and searches for it (raw, hex, base64, repr, any 16-byte
+window: ``support.keyleak``) in:
 
 * the console output of the whole contract flow, both boots (capfd: every service's stdout
   and stderr);
@@ -31,69 +32,57 @@ from pathlib import Path
 
 import pytest
 
-from guest.init.contract import Services
+from guest.identities import KEYSTORED, STATEFSD
+from guest.init import runtime
 from guest.init.supervisor import ServiceError, Supervisor
 from guest.ipc import frames
 from guest.ipc.frames import Frame, FrameDecoder
 from guest.keystored.keys import META_KEY, SEED_KEY, DeviceKey, DeviceKeyError
 from guest.keystored.service import MAX_SIGN_BYTES, OP_SIGN, KeystoreClient, run_keystored
-from guest.selftest.checks import Selftest, Sockets
+from guest.selftest.checks import Sockets
 from guest.statefs import MAX_VALUE_BYTES, FileBlockDevice, StatefsError, Store
 from guest.statefsd import protocol
 from guest.statefsd.client import StatefsClient
 from guest.statefsd.server import run_daemon
 
+from support.guest_flow import contract_boot as flow_boot
+from support.guest_flow import needs_root
 from support.keyleak import find_leaks, read_seed
 
 NONCE = "00112233aabbccdd"
+pytestmark = needs_root
 
 
-def sockets_in(tmp_path: Path) -> Sockets:
-    return Sockets(
-        statefsd=str(tmp_path / "statefsd.sock"),
-        keystored=str(tmp_path / "keystored.sock"),
-        updated=str(tmp_path / "updated.sock"),
-    )
-
-
-def contract_boot(disk: Path, tmp_path: Path, boot: int) -> bool:
+def contract_boot(disk: Path, boot: int) -> bool:
     """One boot of the guest's contract flow on the host (services, selftest, stop)."""
-    supervisor = Supervisor()
-    sockets = sockets_in(tmp_path)
-    services = Services(supervisor, str(disk), sockets)
-    try:
-        services.start_all()
-        passed = Selftest(boot=boot, nonce=NONCE, restart=services.restart, sockets=sockets).run()
-        supervisor.check()
-    finally:
-        supervisor.stop_all()
-    return passed
+    return flow_boot(disk.parent, boot, NONCE)
 
 
-def start_key_services(disk: Path, tmp_path: Path, supervisor: Supervisor) -> Sockets:
-    """statefsd and keystored only (keystored raises ServiceError if it cannot start)."""
-    sockets = sockets_in(tmp_path)
+def start_key_services(disk: Path, supervisor: Supervisor) -> Sockets:
+    """statefsd and keystored only, as themselves (ServiceError if keystored cannot start)."""
+    sockets = runtime.prepare(str(disk), str(disk.parent))
     supervisor.start(
-        "statefsd", lambda ready: run_daemon(str(disk), sockets.statefsd, on_ready=ready)
+        "statefsd",
+        lambda ready: run_daemon(str(disk), sockets.statefsd, on_ready=ready),
+        identity=STATEFSD,
     )
     supervisor.start(
         "keystored",
         lambda ready: run_keystored(sockets.keystored, sockets.statefsd, on_ready=ready),
+        identity=KEYSTORED,
     )
-    return sockets  # fmt: skip
+    return sockets
 
 
 @pytest.fixture
-def disk(tmp_path: Path) -> Path:
-    path = tmp_path / "disk.img"
-    FileBlockDevice.create(path, 16 << 20).close()
-    return path
+def disk(guest_run: Path) -> Path:
+    return guest_run / "disk.img"
 
 
 @pytest.fixture
-def keyed_disk(disk: Path, tmp_path: Path, capfd) -> tuple[Path, bytes]:
+def keyed_disk(disk: Path, capfd) -> tuple[Path, bytes]:
     """A disk after boot 1 of the contract (the device key exists), and its seed."""
-    assert contract_boot(disk, tmp_path, 1)
+    assert contract_boot(disk, 1)
     capfd.readouterr()
     return disk, read_seed(disk)
 
@@ -111,10 +100,10 @@ def edit_store(disk: Path, **changes: bytes | None) -> None:
 
 
 # -- the console of the whole contract flow ------------------------------------------------
-def test_the_contract_flow_never_prints_the_seed(disk: Path, tmp_path: Path, capfd):
-    assert contract_boot(disk, tmp_path, 1)
+def test_the_contract_flow_never_prints_the_seed(disk: Path, capfd):
+    assert contract_boot(disk, 1)
     first = capfd.readouterr()
-    assert contract_boot(disk, tmp_path, 2)
+    assert contract_boot(disk, 2)
     second = capfd.readouterr()
     seed = read_seed(disk)
     assert len(seed) == 32
@@ -145,14 +134,14 @@ def _raw_exchange(path: str, data: bytes, *, wait: float = 2.0) -> bytes:
     return received
 
 
-def test_keystored_replies_never_carry_the_seed(keyed_disk, tmp_path: Path, capfd):
+def test_keystored_replies_never_carry_the_seed(keyed_disk, capfd):
     disk, seed = keyed_disk
     supervisor = Supervisor()
     replies: list[bytes] = []
     try:
-        sockets = start_key_services(disk, tmp_path, supervisor)
-        for path in (sockets.keystored, sockets.statefsd):
-            assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path  # owner-only
+        sockets = start_key_services(disk, supervisor)
+        assert stat.S_IMODE(os.stat(sockets.keystored).st_mode) == 0o600  # owner-only
+        assert stat.S_IMODE(os.stat(sockets.statefsd).st_mode) == 0o660  # and its clients' group
         with KeystoreClient.connect(sockets.keystored, wait=5.0) as client:
             info = client.info()
             replies.append(json.dumps(info).encode())
@@ -194,18 +183,21 @@ def test_keystored_replies_never_carry_the_seed(keyed_disk, tmp_path: Path, capf
     assert find_leaks(console.out + console.err, seed) == []
 
 
-def test_statefsd_error_replies_never_echo_the_seed(keyed_disk, tmp_path: Path, capfd):
-    """statefsd answers GET of the seed to its owner-only clients (keystored reads it that
-    way), but its error replies never echo a value: requests that fail while carrying the
-    seed get errors that name the problem, not the bytes."""
+def test_statefsd_error_replies_never_echo_the_seed(keyed_disk, capfd):
+    """statefsd answers GET of the seed to keystored alone (the policy refuses even init), and
+    its error replies never echo a value: requests that fail while carrying the seed get
+    errors that name the problem, not the bytes."""
     disk, seed = keyed_disk
     supervisor = Supervisor()
     errors: list[str] = []
     raw_replies: list[bytes] = []
     try:
-        sockets = start_key_services(disk, tmp_path, supervisor)
+        sockets = start_key_services(disk, supervisor)
         with StatefsClient.connect(sockets.statefsd, wait=5.0) as client:
-            assert client.get(SEED_KEY) == seed  # control: the store holds it
+            with pytest.raises(StatefsError) as refused:
+                client.get(SEED_KEY)  # init may not read it; keystored loaded it (control)
+            assert refused.value.errno == errno.EACCES
+            errors.append(f"{refused.value.errno} {refused.value}")
             failing = [
                 lambda: client.put("/state/../etc/passwd", seed),
                 lambda: client.put("/not-state/key", seed),
@@ -230,7 +222,7 @@ def test_statefsd_error_replies_never_echo_the_seed(keyed_disk, tmp_path: Path, 
     finally:
         supervisor.stop_all()
     console = capfd.readouterr()
-    assert len(errors) == 9
+    assert len(errors) == 10
     for message in errors:
         assert find_leaks(message, seed) == [], message
     for reply in raw_replies:
@@ -296,14 +288,14 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
-def test_keystored_errors_never_contain_the_seed(keyed_disk, tmp_path: Path, capfd, damage):
+def test_keystored_errors_never_contain_the_seed(keyed_disk, capfd, damage):
     disk, seed = keyed_disk
     change, expected = DAMAGE[damage]
     edit_store(disk, **change(seed))
     supervisor = Supervisor()
     try:
         with pytest.raises(ServiceError, match="keystored exited before it was ready"):
-            start_key_services(disk, tmp_path, supervisor)
+            start_key_services(disk, supervisor)
     finally:
         supervisor.stop_all()
     console = capfd.readouterr()
@@ -316,9 +308,7 @@ def test_keystored_errors_never_contain_the_seed(keyed_disk, tmp_path: Path, cap
     assert find_leaks(text, seed) == []
 
 
-def test_statefsd_error_for_a_corrupted_seed_record_never_contains_it(
-    keyed_disk, tmp_path: Path, capfd
-):
+def test_statefsd_error_for_a_corrupted_seed_record_never_contains_it(keyed_disk, capfd):
     """Flip a byte of the seed inside its journal record: the CRC catches it, statefsd
     reports mid-journal corruption and stops, and neither its message nor keystored's holds
     any part of the seed (the intact 16-byte runs on either side of the flip included)."""
@@ -336,7 +326,7 @@ def test_statefsd_error_for_a_corrupted_seed_record_never_contains_it(
     supervisor = Supervisor()
     try:
         with pytest.raises(ServiceError, match="statefsd exited before it was ready"):
-            start_key_services(disk, tmp_path, supervisor)
+            start_key_services(disk, supervisor)
     finally:
         supervisor.stop_all()
     console = capfd.readouterr()

@@ -137,6 +137,8 @@ class Fake:
             "statefsd: ready",
             f"keystored: device key fingerprint {key} ({origin})",
             "SELFTEST: statefs put ok",
+            "statefsd: denied uid=1000 op=GET key=/state/keystore/device/seed",
+            "SELFTEST: statefs deny ok",
             "SELFTEST: statefs persist ok",
             "SELFTEST: bootctl persist ok",
             "SELFTEST: device key persist ok",

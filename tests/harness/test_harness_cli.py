@@ -73,7 +73,7 @@ def test_run_dry_run_shows_both_boots_with_one_nonce(capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     assert "run timeout: 120 s" in out
     assert (
-        "boot 1: timeout 150 s, 8 required markers, kernel args: sq.mode=contract "
+        "boot 1: timeout 150 s, 10 required markers, kernel args: sq.mode=contract "
         "sq.boot=1 sq.nonce=00112233445566ff"
     ) in out
     assert "sq.boot=2 sq.nonce=00112233445566ff" in out

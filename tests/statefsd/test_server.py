@@ -93,10 +93,10 @@ def test_reopen_drops_unsynced_changes_and_replays_synced_ones(statefsd):
         assert client.list() == ["/state/synced"]
 
 
-def test_socket_is_owner_only(statefsd):
+def test_socket_is_owner_and_group_only(statefsd):
     mode = os.stat(statefsd.socket_path).st_mode
     assert stat.S_ISSOCK(mode)
-    assert stat.S_IMODE(mode) == 0o600
+    assert stat.S_IMODE(mode) == 0o660  # the group is the clients' (from the runtime directory)
 
 
 def raw_connection(path):
