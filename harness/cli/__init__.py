@@ -28,7 +28,7 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
-from harness.cli import boot, image, markers, powercut, run
+from harness.cli import boot, crashstates, image, markers, powercut, run
 from harness.cli.common import EXIT_FAILED, EXIT_HARNESS, EXIT_INTERRUPTED, EXIT_PASSED
 from harness.errors import HarnessError, Terminated
 
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="log harness internals to stderr (-vv: QMP traffic too)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (run, boot, image, markers, powercut):
+    for module in (run, boot, image, markers, powercut, crashstates):
         module.add_parser(commands)
     return parser
 
