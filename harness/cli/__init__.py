@@ -31,7 +31,7 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
-from harness.cli import boot, diff, image, markers, powercut, run
+from harness.cli import boot, crashstates, diff, image, markers, powercut, run
 from harness.cli.common import EXIT_FAILED, EXIT_HARNESS, EXIT_INTERRUPTED, EXIT_PASSED
 from harness.errors import HarnessError, Terminated
 
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="log harness internals to stderr (-vv: QMP traffic too)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (run, boot, image, markers, diff, powercut):
+    for module in (run, boot, image, markers, diff, powercut, crashstates):
         module.add_parser(commands)
     return parser
 
