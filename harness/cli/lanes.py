@@ -128,6 +128,7 @@ def junit_from_run(
         records,
         lane.contract,
         expected_boots=expected,
+        run=f"marker-contract.{lane.contract.profile_name}",
         properties={"run": run_name, "nonce": nonce, "profile": lane.contract.profile_name},
     )
 
@@ -150,5 +151,6 @@ def junit_from_replay(path: Path, lane: Lane, run_dir: Path, expected: list[int]
         records,
         lane.contract,
         expected_boots=expected,
+        run=f"marker-contract.{lane.contract.profile_name}",
         properties={"run": run_dir.name, "profile": lane.contract.profile_name},
     )
