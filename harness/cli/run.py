@@ -19,6 +19,7 @@ from harness.contract.progress import ProgressPrinter
 from harness.contract.runner import ContractRunner, RunOptions
 from harness.contract.spec import Contract
 from harness.vm.kernel_args import new_nonce, render
+from harness.vm.recording import RunRecorder, replay_command
 
 
 def add_parser(commands: Any) -> None:
@@ -54,6 +55,12 @@ def add_parser(commands: Any) -> None:
         help="run only these contract boots, e.g. 1 (default: all)",
     )
     run.add_argument("--nonce", default=None, help="sq.nonce to use (default: random)")
+    run.add_argument(
+        "--record",
+        action="store_true",
+        help="record every boot with QEMU record/replay (TCG, a qcow2 overlay per boot) so "
+        "`python -m harness replay RUN --boot N` can replay it exactly",
+    )
     run.add_argument(
         "--dry-run",
         action="store_true",
@@ -98,6 +105,9 @@ def command(args: argparse.Namespace) -> int:
     session = start_vm_session(args, out)
     run_dir = session.run_dir
     out.say(f"run: {run_dir}  (nonce {nonce}, disk {session.disk})")
+    recorder = RunRecorder(run_dir, session.config) if args.record else None
+    if recorder is not None:
+        out.say(f"recording every boot into {recorder.dir} (TCG, {recorder.qemu})")
 
     def on_boot_start(number: int, machine: Any) -> None:
         out.say(f"boot {number}: starting QEMU ({machine.artifacts.path.name})")
@@ -118,6 +128,7 @@ def command(args: argparse.Namespace) -> int:
         progress=out,
         echo=echo,
         on_boot_start=on_boot_start,
+        recorder=recorder,
     )
     result = runner.run()
     for boot in result.boots:
@@ -136,4 +147,9 @@ def command(args: argparse.Namespace) -> int:
     for path in result.uart_logs:
         out.say(f"uart.log: {path}")
     out.say(f"run directory: {run_dir}  (python -m harness markers {run_dir})")
+    if recorder is not None and result.boots:
+        failed = next((b.number for b in result.boots if not b.passed), None)
+        number = failed if failed is not None else result.boots[0].number
+        what = f"replay the failing boot {number}" if failed is not None else "replay a boot"
+        out.say(f"{what}: {replay_command(run_dir, number)}")
     return EXIT_PASSED if result.passed else EXIT_FAILED

@@ -36,6 +36,7 @@ from harness.vm.config import Accel, DiskSpec, MachineConfig
 from harness.vm.kernel_args import new_nonce, render
 from harness.vm.machine import ExitInfo, Machine, MachineState
 from harness.vm.qmp import GUEST_PANICKED
+from harness.vm.recording import RunRecorder
 
 log = logging.getLogger(__name__)
 
@@ -297,6 +298,7 @@ class ContractRunner:
         progress: ProgressCallback | None = None,
         echo: ConsoleEcho | None = None,
         on_boot_start: Callable[[int, Machine], None] | None = None,
+        recorder: RunRecorder | None = None,
     ) -> None:
         if not base_config.disks:
             raise ConfigError("the contract needs a disk: MachineConfig.disks is empty")
@@ -308,6 +310,7 @@ class ContractRunner:
         self.progress = progress
         self.echo = echo
         self.on_boot_start = on_boot_start
+        self.recorder = recorder
 
     def run(self) -> RunResult:
         nonce = self.options.nonce or new_nonce()
@@ -319,8 +322,11 @@ class ContractRunner:
             for index, number in enumerate(numbers):
                 boot = self.contract.for_boot(number)
                 args = render(boot.kernel_args, {"nonce": nonce, "boot": number})
+                config = self.base_config.with_kernel_args(*args)
+                if self.recorder is not None:
+                    config = self.recorder.boot_config(number, config)
                 machine = Machine(
-                    self.base_config.with_kernel_args(*args),
+                    config,
                     name=f"boot{number}",
                     artifacts_root=self.run_dir,
                 )
@@ -334,7 +340,12 @@ class ContractRunner:
                 until: Until = "markers" if (last and self.options.until_marker) else "poweroff"
                 if self.on_boot_start is not None:
                     self.on_boot_start(number, machine)
-                boot_result = run_boot(machine, matcher, deadline, until=until, echo=self.echo)
+                try:
+                    boot_result = run_boot(machine, matcher, deadline, until=until, echo=self.echo)
+                finally:
+                    if self.recorder is not None and machine.state is MachineState.STOPPED:
+                        how = machine.exit_info.how if machine.exit_info else None
+                        self.recorder.boot_done(number, machine.artifacts.path, how)
                 result.boots.append(boot_result)
                 if not boot_result.passed:
                     break
@@ -357,6 +368,8 @@ class ContractRunner:
             "passed": result.passed,
             "boots": [boot.summary() for boot in result.boots],
         }
+        if self.recorder is not None:
+            data["record"] = self.recorder.summary()
         return write_json(path, data)
 
 
