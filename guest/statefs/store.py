@@ -49,8 +49,8 @@ from guest.statefs.layout import (
 )
 from guest.statefs.paths import normalize_key, normalize_prefix
 from guest.statefs.replay import ReplayResult, is_normal_key, replay
-from guest.statefs.superblock import choose as choose_superblock
 from guest.statefs.superblock import read_slots
+from guest.statefs.superblock import select as select_superblock
 from guest.values import Value
 
 BytesLike = bytes | bytearray | memoryview
@@ -174,6 +174,8 @@ class Store:
         self._pending_limit = sb.record_limit - RECORD_HEADER_BYTES
         self._fits_below = _surely_fits_below(sb)
         self.replay = result
+        #: "" or how the superblock was rebuilt from a damaged current copy (see superblock.py).
+        self.rebuilt = ""
         #: Wall time of the open that built this store (superblocks + replay), for stats.
         self.replay_seconds = 0.0
         self.counters = {
@@ -206,12 +208,11 @@ class Store:
     @classmethod
     def _open(cls, dev, config: StoreConfig, started: float) -> "Store":
         try:
-            slots = read_slots(dev)
-            current = choose_superblock(slots)
+            selection = select_superblock(dev, read_slots(dev))
         except UnformattedError:
             _refuse_if_journal_present(dev)
             raise
-        sb = current.superblock
+        sb = selection.superblock
         if sb.sector_size != dev.sector_size:
             raise StatefsError(
                 errno.EINVAL,
@@ -223,10 +224,14 @@ class Store:
                 errno.EIO,
                 f"device has {dev.sector_count} sectors, store needs {sb.sector_count}",
             )
-        result = replay(dev, sb)
-        peer = slots[1 - current.slot]
-        peer_damaged = not peer.valid and peer.reason != "empty"
-        store = cls(dev, sb, current.slot, result, config, peer_damaged=peer_damaged)
+        try:
+            result = replay(dev, sb)
+        except CorruptionError as exc:
+            if not selection.rebuilt:
+                raise
+            raise CorruptionError(f"{selection.rebuilt}, but: {exc.strerror}", lba=exc.lba) from exc
+        store = cls(dev, sb, selection.slot, result, config, peer_damaged=selection.peer_damaged)
+        store.rebuilt = selection.rebuilt
         store.replay_seconds = time.perf_counter() - started
         if result.torn_tail and not config.read_only:
             store._seal()

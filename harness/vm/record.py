@@ -45,25 +45,29 @@ class RecordReplay:
     Args:
         mode: ``record`` or ``replay``.
         rrfile: QEMU's event log (written when recording, read when replaying).
-        shift: ``-icount shift=``; ``auto`` lets QEMU adapt the instruction rate to real time
-            while recording; the replay must use the same value as the record.
+        icount: the rest of the ``-icount`` value; ``shift=auto`` lets QEMU adapt the
+            instruction rate to real time while recording. The replay uses the record's.
     """
 
     mode: RrMode
     rrfile: Path
-    shift: str = "auto"
+    icount: str = "shift=auto"
 
     def __post_init__(self) -> None:
         if self.mode not in RR_MODES:
             raise ConfigError(f"RecordReplay.mode={self.mode!r}: choose one of {RR_MODES}")
         object.__setattr__(self, "rrfile", Path(self.rrfile))
-        if not (self.shift == "auto" or self.shift.isdigit()):
-            raise ConfigError(f"RecordReplay.shift={self.shift!r}: 'auto' or a number")
+        keys = {item.partition("=")[0] for item in self.icount.split(",")}
+        if not self.icount or any(c.isspace() for c in self.icount) or keys & {"rr", "rrfile"}:
+            raise ConfigError(
+                f"RecordReplay.icount={self.icount!r}: an -icount value such as 'shift=auto', "
+                "without rr= or rrfile= (those are the record's)"
+            )
 
     def icount_arg(self) -> str:
         """The ``-icount`` value."""
         path = os.fspath(self.rrfile).replace(",", ",,")
-        return f"shift={self.shift},rr={self.mode},rrfile={path}"
+        return f"{self.icount},rr={self.mode},rrfile={path}"
 
 
 def check_recordable(accel_is_kvm: bool, disks_local: list[bool]) -> None:

@@ -82,21 +82,25 @@ class RunRecorder:
     Args:
         run_dir: the run directory (``record/`` is created inside).
         base_config: the run's config; its one disk becomes the base of the overlay chain.
-        shift: ``-icount shift=`` for every boot.
+        icount: the ``-icount`` value of every boot (default: the config's, else
+            ``shift=auto``); the record adds ``rr=record,rrfile=...`` to it.
     """
 
-    def __init__(self, run_dir: Path, base_config: MachineConfig, *, shift: str = "auto") -> None:
+    def __init__(
+        self, run_dir: Path, base_config: MachineConfig, *, icount: str | None = None
+    ) -> None:
         if len(base_config.disks) != 1:
             count = len(base_config.disks)
             raise ConfigError(f"a recorded run has one disk, this config has {count}")
         disk = base_config.disks[0]
-        # Validates shift, refuses KVM and an NBD disk (the power cut) before anything is made.
-        base_config.replace(record=RecordReplay("record", Path("check"), shift))
+        icount = icount or base_config.icount or "shift=auto"
+        # Validates icount, refuses KVM and an NBD disk (the power cut) before anything is made.
+        base_config.replace(icount=None, record=RecordReplay("record", Path("check"), icount))
         if base_config.kernel is None or base_config.initramfs is None:
             raise ConfigError("a recorded run needs a kernel and an initramfs")
         qemu_img()
         self.run_dir = run_dir
-        self.shift = shift
+        self.icount = icount
         self.dir = run_dir / RECORD_DIR
         self.dir.mkdir(parents=True, exist_ok=False)
         self.kernel = _keep_copy(base_config.kernel, self.dir / "kernel")
@@ -126,7 +130,8 @@ class RunRecorder:
             initramfs=self.initramfs,
             disks=(disk,),
             accel="tcg",
-            record=RecordReplay("record", rrfile, self.shift),
+            icount=None,
+            record=RecordReplay("record", rrfile, self.icount),
         )
         self._pending[number] = {
             "number": number,
@@ -160,7 +165,7 @@ class RunRecorder:
         return {
             "version": RECORD_VERSION,
             "qemu": self.qemu,
-            "shift": self.shift,
+            "icount": self.icount,
             "base": self.base,
             "kernel": self.kernel_ref,
             "initramfs": self.initramfs_ref,

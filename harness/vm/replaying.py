@@ -97,7 +97,7 @@ class BootRecord:
             disks=(DiskSpec(str(scratch), format="qcow2", cache=self.entry["cache"]),),
             accel="tcg",
             start_paused=gdb_port is not None,
-            record=RecordReplay("replay", self.rrfile, self.record["shift"]),
+            record=RecordReplay("replay", self.rrfile, self.record["icount"]),
         )
 
 

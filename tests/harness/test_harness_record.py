@@ -57,7 +57,7 @@ def test_a_recording_boot_counts_instructions_and_puts_blkreplay_between_device_
 
 
 def test_a_replaying_boot_reads_the_log_with_the_same_shift():
-    replaying = config(record=RecordReplay("replay", Path("/r/a,b.rr"), shift="7"))
+    replaying = config(record=RecordReplay("replay", Path("/r/a,b.rr"), icount="shift=7"))
     argv = build_argv(replaying, ENDPOINTS, TCG, qemu_path="qemu")
     assert pairs(argv, "-icount") == ["shift=7,rr=replay,rrfile=/r/a,,b.rr"]
 
@@ -88,8 +88,10 @@ def test_record_refuses_the_power_cut_disk_server():
 def test_bad_record_settings_are_refused():
     with pytest.raises(ConfigError, match="mode"):
         RecordReplay("rewind", Path("x.rr"))  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="shift"):
-        RecordReplay("record", Path("x.rr"), shift="fast")
+    with pytest.raises(ConfigError, match="without rr="):
+        RecordReplay("record", Path("x.rr"), icount="shift=auto,rr=replay")
+    with pytest.raises(ConfigError, match="both set"):
+        config(icount="shift=auto", record=RecordReplay("record", Path("x.rr")))
 
 
 # -- overlays, the record and its checks ------------------------------------------------------
@@ -171,7 +173,7 @@ def test_the_default_boot_is_the_failing_one_and_its_chain_is_checked(recorded_r
 
 @needs_qemu_img
 @pytest.mark.parametrize(
-    "victim, what",
+    ("victim", "what"),
     [
         ("record/boot1.rr", "boot 1 replay log"),
         ("boot1/uart.log", "boot 1 recorded console"),
@@ -268,3 +270,71 @@ def test_the_gdb_command_attaches_and_says_where_the_symbols_are(recorded_run: P
     assert "set architecture aarch64" in text
     if "/usr/lib/debug/boot/vmlinux-6.1.0-56-arm64" not in lines[1]:
         assert "linux-image-6.1.0-56-arm64-dbg" in text
+
+
+# -- the record profile and `run --record`, with the fake QEMU ---------------------------------
+
+
+def test_the_record_profile_records_and_needs_tcg():
+    from harness.contract.profiles import Settings
+    from harness.contract.spec import Contract
+
+    profile = Contract.load().profile("record")
+    assert profile.settings.record is True
+    with pytest.raises(ConfigError, match="needs TCG"):
+        profile.resolve(Settings(), accel="kvm")
+
+
+def test_a_profile_record_setting_must_be_a_boolean():
+    from harness.contract.spec import DEFAULT_CONTRACT, Contract
+    from harness.errors import ContractError
+
+    text = Path(DEFAULT_CONTRACT).read_text()
+    text = text.replace("record = true", 'record = "yes"')
+    with pytest.raises(ContractError, match="record must be true or false"):
+        Contract.loads(text)
+
+
+def test_run_record_refuses_kvm_before_making_anything(capsys: pytest.CaptureFixture[str]):
+    assert main(["run", "--record", "--accel", "kvm", "--dry-run"]) == EXIT_HARNESS
+    assert "needs TCG" in capsys.readouterr().err
+
+
+@needs_qemu_img
+def test_run_record_with_the_fake_qemu_writes_the_record_and_prints_the_replay_command(
+    fake_qemu: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    from types import SimpleNamespace
+
+    (tmp_path / "vmlinuz").write_bytes(b"fake kernel")
+    (tmp_path / "initrd").write_bytes(b"fake initrd")
+    image = SimpleNamespace(
+        arch="aarch64",
+        kernel=tmp_path / "vmlinuz",
+        initramfs=tmp_path / "initrd",
+        boot=SimpleNamespace(
+            qemu_binary=str(fake_qemu),
+            machine="virt",
+            cpu="cortex-a57",
+            console="ttyAMA0",
+            kernel_args=(),
+            virtio_suffix="device",
+        ),
+    )
+    monkeypatch.setattr("harness.cli.common.ensure_guest_image", lambda arch, out: image)
+    monkeypatch.setenv("FAKE_QEMU_MODE", "contract")
+    runs = tmp_path / "runs"
+    code = main(["run", "--runs-dir", str(runs), "--profile", "record", "--boots", "1"])
+    out = capsys.readouterr().out
+    (run_dir,) = runs.iterdir()
+    assert code == 0, out
+    assert f"replay a boot: python -m harness replay {run_dir} --boot 1" in out
+    summary = json.loads((run_dir / "run.json").read_text())
+    argv = summary["boots"][0]["argv"]
+    assert argv[argv.index("-icount") + 1].startswith("shift=auto,rr=record,rrfile=")
+    (boot,) = summary["record"]["boots"]
+    assert boot["overlay"]["path"] == "record/boot1.qcow2"
+    assert boot["console"]["sha256"] == sha256_file(run_dir / "boot1" / "uart.log")
+    assert boot["rrfile"] is None  # the fake QEMU writes no replay log...
+    assert main(["replay", str(run_dir)]) == EXIT_HARNESS  # ...so there is nothing to replay
+    assert "boot 1 left no rrfile" in capsys.readouterr().out

@@ -127,12 +127,15 @@ def test_one_damaged_superblock_copy_falls_back_to_the_other():
     reopened = open_image(flip(image, 1 * SS + 20))
     assert reopened.list() == ["/state/a", "/state/b", "/state/c"]
     assert any("slot 1: crc mismatch" in warning for warning in reopened.fsck().warnings)
-    # Damage the current copy (what a torn superblock write leaves): the older copy names the
-    # state of the previous compaction, whole; later commits are lost (docs: durability caveats).
-    fallback = open_image(flip(image, 0 * SS + 20), read_only=True)
-    assert fallback.superblock.generation == 4
-    assert fallback.list() == ["/state/a", "/state/b"]
-    assert any("slot 0: crc mismatch" in warning for warning in fallback.fsck().warnings)
+    # Damage the current copy after a commit was appended under it (bit rot, not a tear): the
+    # older copy alone would drop /state/c; the commit proves the newer copy was whole, so it
+    # is rebuilt (exactly) and nothing is lost.
+    rotted = flip(image, 0 * SS + 20)
+    rebuilt = open_image(rotted, read_only=True)
+    assert rebuilt.superblock == store.superblock
+    assert rebuilt.list() == ["/state/a", "/state/b", "/state/c"]
+    assert "slot 0 (crc mismatch) was current" in rebuilt.rebuilt
+    assert any("1 commit groups" in warning for warning in rebuilt.fsck().warnings)
     # Both damaged: nothing valid remains, and that is an error, not an empty store.
     with pytest.raises(CorruptionError, match="no valid superblock"):
         open_image(flip(flip(image, 20), SS + 20))
@@ -238,6 +241,45 @@ def test_seal_prevents_resurrection_of_a_torn_group(monkeypatch):
     assert "/state/x" not in scenario()
     monkeypatch.setattr(Store, "_seal", lambda self: None)
     assert "/state/x" in scenario(), "the mutant without a seal should resurrect /state/x"
+
+
+def test_bit_rot_in_the_current_superblock_never_drops_later_commits():
+    """The newest copy rots after several groups were appended: every group survives, the
+    store keeps working, and its next superblock write replaces the damaged copy."""
+    store = new_store()
+    store.put("/state/a", b"1")
+    store.sync()
+    store.compact()  # slot 1: reservation (gen 2), slot 0: the switch (gen 3)
+    for index in range(5):
+        store.put(f"/state/late{index}", bytes([index]) * 700)
+        store.sync()
+    expected = {key: store.get(key) for key in store.list()}
+    rotted = open_image(flip(bytes(store._dev.data), 0 * SS + 40, 0x10))
+    assert {key: rotted.get(key) for key in rotted.list()} == expected
+    assert "5 commit groups (seq 2..6" in rotted.rebuilt
+    rotted.put("/state/after", b"x")
+    rotted.sync()
+    rotted.compact()  # rewrites the damaged slot first (its reservation), then the other
+    again = crash_and_reopen(rotted)
+    assert again.rebuilt == ""
+    assert again.list() == sorted([*expected, "/state/after"])
+    assert again.fsck().ok and not again.fsck().warnings
+
+
+def test_a_torn_switch_with_nothing_appended_falls_back_to_the_older_copy():
+    """The same damage with no commit group after the snapshot is what a torn switch leaves:
+    the older copy is the state (the compaction did not happen), and fsck says so."""
+    store = new_store()
+    store.put("/state/a", b"1")
+    store.sync()
+    store.compact()
+    store.put("/state/b", b"2")  # pending: committed by the compaction's snapshot only
+    store.compact()
+    fallback = open_image(flip(bytes(store._dev.data), 0 * SS + 20), read_only=True)
+    assert fallback.rebuilt == ""
+    assert fallback.list() == ["/state/a"]
+    warnings = fallback.fsck().warnings
+    assert any("no commit groups were appended under it" in warning for warning in warnings)
 
 
 def test_superblock_struct_is_68_bytes():
