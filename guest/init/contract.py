@@ -1,7 +1,8 @@
 """``sq.mode=contract``: probe the disk, start the services, run the selftest.
 
 Parameters (kernel command line): ``sq.boot=N`` (1 for a fresh disk, 2.. for a reboot on the
-same disk), ``sq.nonce=<hex>`` (the same in every boot of a run), ``sq.disk=/dev/vda``.
+same disk), ``sq.nonce=<hex>`` (the same in every boot of a run), ``sq.disk=/dev/vda``,
+``sq.fail=<step>`` (the selftest fails that step on purpose, see ``guest.selftest.checks``).
 """
 
 import os
@@ -31,6 +32,7 @@ class ContractParams:
         if not 8 <= len(self.nonce) <= 64 or self.nonce.strip("0123456789abcdef"):
             raise ValueError(f"sq.nonce must be 8-64 lowercase hex digits, got {self.nonce!r}")
         self.disk = params.get("sq.disk", "/dev/vda")
+        self.fail_step = params.get("sq.fail", "")
 
 
 def wait_for(path: str, timeout: float) -> None:
@@ -92,7 +94,11 @@ def run_contract(raw_params: dict[str, str]) -> None:
     try:
         services.start_all()
         passed = Selftest(
-            boot=params.boot, nonce=params.nonce, restart=services.restart, sockets=sockets
+            boot=params.boot,
+            nonce=params.nonce,
+            restart=services.restart,
+            sockets=sockets,
+            fail_step=params.fail_step,
         ).run()
         supervisor.check()
     finally:

@@ -90,6 +90,11 @@ def command(args: argparse.Namespace) -> int:
         f"(recorded boot: {result.recorded_seconds:.1f} s)"
     )
     out.say(f"replay: console in {result.artifacts.uart_log}")
+    if result.beyond_record:
+        out.say(
+            f"replay: {result.beyond_record} bytes printed past the end of the record "
+            "(the harness stopped the recorded boot there) are not compared"
+        )
     if result.divergence is None:
         out.say(f"replay: console identical ({len(result.recorded)} bytes)")
         return EXIT_PASSED

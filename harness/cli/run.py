@@ -63,6 +63,14 @@ def add_parser(commands: Any) -> None:
     )
     run.add_argument("--nonce", default=None, help="sq.nonce to use (default: random)")
     run.add_argument(
+        "--kernel-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="one more guest kernel argument, repeatable (sq.fail=statefs-persist fails that "
+        "selftest step on purpose)",
+    )
+    run.add_argument(
         "--record",
         action="store_true",
         help="record every boot with QEMU record/replay (TCG, a qcow2 overlay per boot) so "
@@ -118,7 +126,9 @@ def command(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(out, args, contract, boots, nonce, multiplier)
 
-    session = start_vm_session(args, out, **lane.config_overrides())
+    session = start_vm_session(
+        args, out, kernel_args=tuple(args.kernel_arg), **lane.config_overrides()
+    )
     run_dir = session.run_dir
     out.say(f"run: {run_dir}  (nonce {nonce}, disk {session.disk})")
     recorder = RunRecorder(run_dir, session.config) if lane.settings.record else None

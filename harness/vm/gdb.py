@@ -8,7 +8,8 @@ ships them separately in ``linux-image-<release>-dbg``, which installs
 ``/usr/lib/debug/boot/vmlinux-<release>``; the guest image does not include that package (it is
 several hundred MiB). When the file is on this host the command loads it; otherwise it
 attaches without symbols and says how to get them. A recorded boot runs with ``nokaslr`` so the
-symbols sit at their link addresses.
+symbols sit at their link addresses. (The kernel package's own ``System.map`` is a one-line
+stub pointing at the ``-dbg`` package too, so there is no symbol table short of it.)
 """
 
 from __future__ import annotations

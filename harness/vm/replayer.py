@@ -4,6 +4,10 @@ The end of a replay is QEMU's exit (the recorded guest powered off, or the log r
 the console holding every recorded byte and then staying quiet, or a deadline (by default five
 times the recorded boot, at least two minutes: a replay is slower than its record). Then the
 console is compared byte for byte with the recorded one.
+
+A boot the harness stopped itself (a failure line, then QMP ``quit``; a deadline) has a record
+that ends there, mid-run: its replay is compared up to the recorded end, stopped once it got
+there, and what QEMU printed past the end of the log is counted, not compared.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from harness.vm.overlays import create_overlay
 from harness.vm.replaying import BootRecord, Divergence, compare_console
 
 IDLE_AFTER_END = 5.0
+SETTLE_AFTER_CUT = 1.0
 MIN_REPLAY_SECONDS = 120.0
 REPLAY_SLOWDOWN = 5.0
 
@@ -37,6 +42,7 @@ class ReplayResult:
     seconds: float
     recorded_seconds: float
     artifacts: VmArtifacts
+    beyond_record: int = 0  # bytes replayed past the end of a record the harness cut short
 
     @property
     def identical(self) -> bool:
@@ -52,12 +58,17 @@ def recorded_seconds(boot: BootRecord) -> float:
     return 0.0
 
 
-def _wait(machine: Machine, expected: int, deadline: Deadline | None) -> str:
+def _wait(machine: Machine, expected: int, deadline: Deadline | None, *, cut: bool) -> str:
     quiet_since, size = time.monotonic(), -1
+    reached: float | None = None
     while machine.is_running():
         now_size = machine.artifacts.uart_log.stat().st_size
         if now_size != size:
             quiet_since, size = time.monotonic(), now_size
+        if cut and size >= expected:
+            reached = reached or time.monotonic()
+            if time.monotonic() - reached > SETTLE_AFTER_CUT:
+                return "the console reached the end of the record (the harness stopped it there)"
         if size >= expected and time.monotonic() - quiet_since > IDLE_AFTER_END:
             return "the console had every recorded byte and then stayed quiet"
         if deadline is not None and deadline.expired:
@@ -79,6 +90,7 @@ def replay_boot(
     """
     recorded = boot.console.read_bytes()
     seconds = recorded_seconds(boot)
+    cut = boot.entry.get("exit") != "exited"  # not the guest's own power-off
     with tempfile.TemporaryDirectory(prefix="sq-replay-") as scratch_dir:
         scratch = create_overlay(
             Path(scratch_dir) / "scratch.qcow2", boot.backing, boot.backing_format
@@ -93,13 +105,15 @@ def replay_boot(
         with machine:
             if on_launched is not None:
                 on_launched(machine)
-            ended = _wait(machine, len(recorded), deadline)
+            ended = _wait(machine, len(recorded), deadline, cut=cut)
         elapsed = time.monotonic() - started
     replayed = machine.artifacts.uart_log.read_bytes()
+    compared = replayed[: len(recorded)] if cut else replayed
     return ReplayResult(
         recorded=recorded,
         replayed=replayed,
-        divergence=compare_console(recorded, replayed),
+        divergence=compare_console(recorded, compared),
+        beyond_record=len(replayed) - len(compared),
         ended=ended,
         seconds=elapsed,
         recorded_seconds=seconds,

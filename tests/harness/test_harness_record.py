@@ -324,7 +324,8 @@ def test_run_record_with_the_fake_qemu_writes_the_record_and_prints_the_replay_c
     monkeypatch.setattr("harness.cli.common.ensure_guest_image", lambda arch, out: image)
     monkeypatch.setenv("FAKE_QEMU_MODE", "contract")
     runs = tmp_path / "runs"
-    code = main(["run", "--runs-dir", str(runs), "--profile", "record", "--boots", "1"])
+    args = ["--runs-dir", str(runs), "--profile", "record", "--boots", "1"]
+    code = main(["run", *args, "--kernel-arg", "sq.extra=1"])
     out = capsys.readouterr().out
     (run_dir,) = runs.iterdir()
     assert code == 0, out
@@ -332,6 +333,8 @@ def test_run_record_with_the_fake_qemu_writes_the_record_and_prints_the_replay_c
     summary = json.loads((run_dir / "run.json").read_text())
     argv = summary["boots"][0]["argv"]
     assert argv[argv.index("-icount") + 1].startswith("shift=auto,rr=record,rrfile=")
+    kernel_args = argv[argv.index("-append") + 1].split()
+    assert "sq.extra=1" in kernel_args and kernel_args[-1] == "nokaslr"
     (boot,) = summary["record"]["boots"]
     assert boot["overlay"]["path"] == "record/boot1.qcow2"
     assert boot["console"]["sha256"] == sha256_file(run_dir / "boot1" / "uart.log")

@@ -1,8 +1,9 @@
 """QEMU record/replay on the real guest: a recorded boot replays to the same console, byte for
 byte; a failing boot replays to the same failure line; a damaged record is refused.
 
-The failing boot is contract boot 2 on a fresh disk: the selftest's first proof (what the
-previous boot recorded) has nothing to read and prints ``SELFTEST: reboot persist FAIL``.
+The failing boot is contract boot 1 with ``sq.fail=statefs-persist``: the selftest fails that
+proof on purpose and prints ``SELFTEST: statefs persist FAIL``; the harness stops the boot half a
+second later, so its record ends mid-run.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from harness.vm.replaying import RecordError, check_boot, load_boot
 pytestmark = pytest.mark.qemu
 
 
-def record(run_dir: Path, boots: tuple[int, ...]):
+def record(run_dir: Path, boots: tuple[int, ...], *kernel_args: str):
     disk = create_disk(run_dir / "disk.img", 16)
-    config = contract_config(ensure_image(), disk, accel="tcg")
+    config = contract_config(ensure_image(), disk, accel="tcg").with_kernel_args(*kernel_args)
     runner = ContractRunner(
         config,
         Contract.load(),
@@ -61,12 +62,13 @@ def test_a_damaged_replay_log_is_refused_before_qemu_starts(recorded_boot_one: P
 
 
 def test_a_failing_boot_replays_to_the_same_failure_line(tmp_path: Path):
-    result = record(tmp_path, (2,))
+    result = record(tmp_path, (1,), "sq.fail=statefs-persist")
     assert not result.passed
     failure = result.boots[0].matcher.failure
-    assert failure is not None and "SELFTEST: reboot persist FAIL" in failure.line
+    assert failure is not None
+    assert failure.line == "SELFTEST: statefs persist FAIL on purpose (sq.fail)"
     boot = load_boot(tmp_path)  # the failing boot by default
-    assert boot.number == 2
+    assert boot.number == 1 and boot.entry["exit"] != "exited"
     check_boot(boot)
     replay = replay_boot(boot)
     assert failure.line.encode() in replay.replayed
