@@ -2,7 +2,9 @@
 
 Parameters (kernel command line): ``sq.boot=N`` (1 for a fresh disk, 2.. for a reboot on the
 same disk), ``sq.nonce=<hex>`` (the same in every boot of a run), ``sq.disk=/dev/vda``,
-``sq.fail=<step>`` (the selftest fails that step on purpose, see ``guest.selftest.checks``).
+``sq.format=force`` (statefsd may format a disk that is neither blank nor a store; without it
+statefsd refuses such a disk with ``statefsd: fatal EMEDIUMTYPE ...``), ``sq.fail=<step>`` (the
+selftest fails that step on purpose, see ``guest.selftest.checks``).
 """
 
 import os
@@ -32,6 +34,10 @@ class ContractParams:
         if not 8 <= len(self.nonce) <= 64 or self.nonce.strip("0123456789abcdef"):
             raise ValueError(f"sq.nonce must be 8-64 lowercase hex digits, got {self.nonce!r}")
         self.disk = params.get("sq.disk", "/dev/vda")
+        fmt = params.get("sq.format", "")
+        if fmt not in ("", "force"):
+            raise ValueError(f"sq.format must be 'force' or absent, got {fmt!r}")
+        self.force_format = fmt == "force"
         self.fail_step = params.get("sq.fail", "")
 
 
@@ -54,11 +60,14 @@ class Services:
     """statefsd, keystored and updated, started in dependency order, each as its own identity
     (``runtime.prepare`` must have handed them the disk and their runtime directories)."""
 
-    def __init__(self, supervisor: Supervisor, disk: str, sockets: Sockets) -> None:
+    def __init__(
+        self, supervisor: Supervisor, disk: str, sockets: Sockets, *, force_format: bool = False
+    ) -> None:
         self.supervisor = supervisor
         self.order = [
             ("statefsd", STATEFSD, lambda ready: run_daemon(disk, sockets.statefsd,
-                                                            on_ready=ready)),
+                                                            on_ready=ready,
+                                                            force_format=force_format)),
             ("keystored", KEYSTORED, lambda ready: run_keystored(sockets.keystored,
                                                                  sockets.statefsd, on_ready=ready)),
             ("updated", UPDATED, lambda ready: run_updated(sockets.updated, sockets.statefsd,
@@ -90,7 +99,7 @@ def run_contract(raw_params: dict[str, str]) -> None:
     probe_disk(params.disk)
     sockets = runtime.prepare(params.disk)
     supervisor = Supervisor()
-    services = Services(supervisor, params.disk, sockets)
+    services = Services(supervisor, params.disk, sockets, force_format=params.force_format)
     try:
         services.start_all()
         passed = Selftest(
@@ -117,7 +126,9 @@ def run_powercut_boot(raw_params: dict[str, str]) -> None:
     try:
         supervisor.start(
             "statefsd",
-            lambda ready: run_daemon(params.disk, sockets.statefsd, on_ready=ready),
+            lambda ready: run_daemon(
+                params.disk, sockets.statefsd, on_ready=ready, force_format=params.force_format
+            ),
             identity=STATEFSD,
         )
         run_powercut(raw_params, sockets.statefsd)

@@ -25,6 +25,7 @@ import os
 import time
 from collections.abc import Iterable
 
+from guest.statefs.blank import describe_non_blank
 from guest.statefs.compaction import snapshot_bytes_bound, snapshot_records
 from guest.statefs.crc import BACKEND as CRC_BACKEND
 from guest.statefs.errors import CorruptionError, StatefsError, UnformattedError
@@ -193,8 +194,9 @@ class Store:
     def open(cls, dev, config: StoreConfig | None = None) -> "Store":
         """Open the store on ``dev``: choose the superblock, replay the active region.
 
-        Raises ``UnformattedError`` (ENODATA) on a device that was never formatted and
-        ``CorruptionError`` (EIO) on damage; neither writes anything.
+        Raises ``UnformattedError`` (ENODATA) on a blank device (never formatted),
+        ``StatefsError`` with EMEDIUMTYPE on a device that holds something else (see
+        :mod:`guest.statefs.blank`) and ``CorruptionError`` (EIO) on damage; none writes.
         """
         config = config or StoreConfig()
         started = time.perf_counter()
@@ -211,6 +213,13 @@ class Store:
             selection = select_superblock(dev, read_slots(dev))
         except UnformattedError:
             _refuse_if_journal_present(dev)
+            found = describe_non_blank(dev)
+            if found:
+                raise StatefsError(
+                    errno.EMEDIUMTYPE,
+                    f"device holds no statefs store and is not blank: {found}; refusing to "
+                    "format over it (Store.format overwrites on purpose)",
+                ) from None
             raise
         sb = selection.superblock
         if sb.sector_size != dev.sector_size:
@@ -299,9 +308,10 @@ class Store:
     def open_or_format(
         cls, dev, config: StoreConfig | None = None, *, record_limit: int | None = None
     ) -> tuple["Store", bool]:
-        """Open the store, formatting only a device that holds none; returns (store, formatted).
+        """Open the store, formatting only a blank device; returns (store, formatted).
 
-        A damaged store is never formatted over: that raises like :meth:`open`.
+        A damaged store, or a device holding anything else (a partition table, a file system:
+        EMEDIUMTYPE), is never formatted over: that raises like :meth:`open`, writing nothing.
         ``record_limit`` applies to a format only (an existing store keeps its own).
         """
         try:

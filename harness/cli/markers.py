@@ -43,6 +43,13 @@ def add_parser(commands: Any) -> None:
         help="also draw the run: a lane per boot, markers at their arrival, failures, "
         "phases (needs matplotlib)",
     )
+    markers.add_argument(
+        "--junit",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also write the replayed verdicts as JUnit XML (a suite per boot, a case per marker)",
+    )
     add_contract_option(markers)
     markers.set_defaults(handler=command)
 
@@ -72,6 +79,12 @@ def command(args: argparse.Namespace) -> int:
 
         plot_run(boots, args.plot, title=f"run {path.name}", not_run=sorted(expected - seen))
         out.say(f"plot: {args.plot}")
+    if args.junit is not None:
+        from harness.contract.junit import JunitBoot, write_junit
+
+        records = [JunitBoot(b.number, b.matcher, note="replayed") for b in boots]
+        write_junit(args.junit, records, contract, expected_boots=sorted(expected))
+        out.say(f"junit: {args.junit}")
     if expected - seen:
         out.say(f"boots without a console record: {', '.join(map(str, sorted(expected - seen)))}")
         passed = False

@@ -3,18 +3,21 @@
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from harness_helpers import transcript
+from harness_helpers import TRANSCRIPTS, transcript
 from junitparser import Failure, JUnitXml, Skipped
 
 from harness import cli
 from harness.contract.junit import OUTCOME_CASE, JunitBoot, write_junit
 from harness.contract.matcher import BootMatcher, Outcome
 from harness.contract.spec import Contract
+from harness.errors import ConfigError
+from harness.vm.config import MachineConfig
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRACT = Contract.load()
@@ -226,3 +229,23 @@ def test_qemu_test_script_maps_junit_phase_and_profile_from_the_environment(tmp_
     assert "until phase: store" in out
     assert f"junit: {tmp_path / 'j.xml'}" in out
     assert "boot 2" not in out  # the store phase completes in boot 1
+
+
+def test_markers_writes_junit_for_a_recorded_run(tmp_path: Path, capsys):
+    run = shutil.copytree(TRANSCRIPTS / "real_run", tmp_path / "run")
+    junit = tmp_path / "replayed.xml"
+    assert cli.main(["markers", str(run), "--junit", str(junit)]) == cli.EXIT_PASSED
+    assert f"junit: {junit}" in capsys.readouterr().out
+    suites = suites_by_name(junit)
+    assert list(suites) == ["boot1", "boot2"]
+    assert suites["boot1"].time == pytest.approx(5.240, abs=1e-3)  # its last console line
+    assert cases(suites["boot2"])["reboot-persist"].time == pytest.approx(5.606, abs=1e-3)
+
+
+def test_icount_is_tcg_only():
+    config = MachineConfig(icount="shift=auto")
+    assert config.accel == "tcg"  # "auto" may only choose TCG
+    with pytest.raises(ConfigError, match="icount needs TCG"):
+        MachineConfig(icount="shift=auto", accel="kvm")
+    with pytest.raises(ConfigError, match="shift=auto"):
+        MachineConfig(icount="shift auto")
