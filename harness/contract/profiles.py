@@ -22,8 +22,10 @@ says it ran. Settings the profile leaves open take the caller's value.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, ContractError
@@ -109,6 +111,21 @@ def _flag(key: str) -> str:
         "timeout_multiplier": "the timeout multiplier",
         "record": "--record",
     }[key]
+
+
+def recorded_profile(path: Path) -> str | None:
+    """The profile a past run was judged under (its ``run.json``), so a replay applies the
+    same required markers as the live run did; ``None`` if nothing says."""
+    directory = path.parent if path.is_file() else path
+    for candidate in (directory, directory.parent):
+        summary = candidate / "run.json"
+        if summary.is_file():
+            try:
+                name = json.loads(summary.read_text(encoding="utf-8")).get("profile")
+            except (OSError, ValueError):
+                return None
+            return name if isinstance(name, str) else None
+    return None
 
 
 # -- parsing ---------------------------------------------------------------------------------
