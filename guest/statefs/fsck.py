@@ -76,7 +76,8 @@ def check_device(dev, expected: dict[str, bytes] | None = None) -> FsckReport:
         elif state.slot != current.slot and state.reason != "":
             report.warnings.append(
                 f"superblock slot {state.slot}: {state.reason} (what a torn superblock write "
-                "leaves: no commit groups were appended under it; the other copy is used)"
+                "leaves; the other region holds no complete snapshot of its compaction, so "
+                "nothing committed depended on it: the other copy is used)"
             )
     try:
         result = replay(dev, sb)

@@ -12,15 +12,26 @@ torn on a blank device (one copy torn, the other never written), from damage to 
 a device blank when a journal region starts with a record.
 
 Falling back to the older copy is right after a torn superblock write, but not after bit rot
-in a copy that had become current: commit groups appended since would vanish. The two differ
-on the disk. Nothing is appended to a region before the superblock naming it is durable, so
-commit groups (records without the snapshot flag) of the newer epoch in the other region prove
-the damaged copy was once whole; :func:`select` then rebuilds it (every field of it follows
-from the older copy, which reserved its epoch, and from the region's snapshot records).
+in a copy that had become current: the compaction it committed (pending changes included) and
+every commit group appended since would vanish. When the copy in use is a compaction's epoch
+reservation and the other copy is damaged, the other region tells what happened: if it holds
+that epoch's complete snapshot (its last record is flagged as such), the switch was at least
+being written, which a compaction does only after the snapshot is durable, so taking the
+switch is right whether its write was torn (the compaction had not returned: either outcome
+is allowed) or completed and rotted later (then it is required). :func:`select` rebuilds that
+superblock: every field of it follows from the reservation and from the snapshot's length.
+Without a complete snapshot the compaction never reached its switch and the older copy is the
+state.
 """
 
 from guest.statefs.errors import CorruptionError, UnformattedError
-from guest.statefs.layout import FLAG_SNAPSHOT, SUPERBLOCK_SLOTS, Superblock, decode_superblock
+from guest.statefs.layout import (
+    FLAG_SNAPSHOT,
+    FLAG_SNAPSHOT_END,
+    SUPERBLOCK_SLOTS,
+    Superblock,
+    decode_superblock,
+)
 from guest.statefs.replay import verified_records
 from guest.values import Value
 
@@ -106,19 +117,25 @@ def select(dev, slots: list[SlotState]) -> Selection:
         snapshot_sectors=0,
     )
     records = verified_records(dev, candidate)
-    snapshot = 0
-    while snapshot < len(records) and records[snapshot].flags == FLAG_SNAPSHOT:
-        snapshot += 1
-    commits = records[snapshot:]
-    if not commits:
-        # At most a snapshot whose switch never became durable: the older copy is the state.
+    end = 0
+    while end < len(records) and records[end].flags == FLAG_SNAPSHOT:
+        end += 1
+    if end == len(records) or records[end].flags != FLAG_SNAPSHOT | FLAG_SNAPSHOT_END:
+        # No complete snapshot: the compaction never reached its switch; the older copy is
+        # the state (debris of the reserved epoch is never read).
         return Selection(sb, current.slot, damaged, "")
-    rebuilt = candidate.replace(snapshot_sectors=sum(r.sectors for r in records[:snapshot]))
+    commits = records[end + 1 :]
+    rebuilt = candidate.replace(snapshot_sectors=sum(r.sectors for r in records[: end + 1]))
+    after = (
+        f"and {len(commits)} commit groups appended after it (seq {commits[0].seq}.."
+        f"{commits[-1].seq}, from LBA {commits[0].lba})"
+        if commits
+        else "and no commit group after it"
+    )
     note = (
-        f"superblock slot {peer.slot} ({peer.reason}) was current: region "
-        f"{rebuilt.active_region} holds {len(commits)} commit groups (seq {commits[0].seq}.."
-        f"{commits[-1].seq}, LBA {commits[0].lba}..) appended under it after its snapshot, which "
-        f"the older copy in slot {current.slot} would drop; rebuilt it from slot "
+        f"superblock slot {peer.slot} ({peer.reason}) held the switch of a compaction: region "
+        f"{rebuilt.active_region} holds its complete snapshot ({end + 1} records) {after}, which "
+        f"the older copy in slot {current.slot} would drop; rebuilt the switch from slot "
         f"{current.slot} and the region"
     )
     return Selection(rebuilt, current.slot, damaged, note)
