@@ -82,6 +82,17 @@ def choose(slots: list[SlotState]) -> SlotState:
     raise CorruptionError(f"no valid superblock ({reasons})", lba=0)
 
 
+#: A damaged copy is taken for the rotted switch (when no commit group proves it) only if it
+#: differs from the rebuilt switch in at most this many bits. Any other superblock write that
+#: can sit in that slot (a later reservation, the copy before) differs from the switch in
+#: epoch, active region and ceiling: at least three bits.
+MAX_ROT_BITS = 2
+
+
+def _bits_apart(a: bytes, b: bytes) -> int:
+    return (int.from_bytes(a, "little") ^ int.from_bytes(b, "little")).bit_count()
+
+
 class Selection(Value):
     """The superblock a store opens with.
 
@@ -126,6 +137,13 @@ def select(dev, slots: list[SlotState]) -> Selection:
         return Selection(sb, current.slot, damaged, "")
     commits = records[end + 1 :]
     rebuilt = candidate.replace(snapshot_sectors=sum(r.sectors for r in records[: end + 1]))
+    if not commits and _bits_apart(dev.read(peer.slot, 1), rebuilt.encode()) > MAX_ROT_BITS:
+        # A complete snapshot alone does not prove the switch was written: a compaction cut
+        # just before its switch leaves the same, and after recovery the next superblock write
+        # (a reservation, torn now) goes to the same slot. Only a copy within a few flipped
+        # bits of the switch is that switch; anything else falls back (the older copy names
+        # the state recovery already showed).
+        return Selection(sb, current.slot, damaged, "")
     after = (
         f"and {len(commits)} commit groups appended after it (seq {commits[0].seq}.."
         f"{commits[-1].seq}, from LBA {commits[0].lba})"
