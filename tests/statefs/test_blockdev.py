@@ -136,6 +136,8 @@ def test_a_write_that_makes_no_progress_is_eio_not_a_hang(tmp_path, monkeypatch)
 
     def stuck(fd, data, offset):
         calls.append(offset)
+        if len(calls) > 100:
+            raise RuntimeError("the write loop does not stop on a write that makes no progress")
         return 0 if len(calls) > 1 else 100  # some progress, then none
 
     monkeypatch.setattr(os, "pwrite", stuck)
