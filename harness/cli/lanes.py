@@ -96,6 +96,7 @@ def resolve_lane(args: argparse.Namespace, contract: Contract) -> Lane:
         memory_mib=args.memory_mib,
         icount=args.icount,
         timeout_multiplier=caller_multiplier(args),
+        record=True if getattr(args, "record", False) else None,
     )
     settings = profile.resolve(caller, accel=args.accel)
     lane_contract = contract.with_profile(args.profile)
