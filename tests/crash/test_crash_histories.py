@@ -14,7 +14,7 @@ from support.crashhistory import BY_NAME
 #: a compaction cut before its superblock switch, branch 1 from a torn commit (a seal).
 BRANCH_EXPECTS = {
     0: (("deepest", 3),),
-    1: (("deepest", 3), ("seals", 1), ("crashes_in_recovery", 1)),
+    1: (("deepest", 3), ("seals", 1), ("crashes_in_seal", 1)),
 }
 
 

@@ -249,3 +249,23 @@ def test_icount_is_tcg_only():
         MachineConfig(icount="shift=auto", accel="kvm")
     with pytest.raises(ConfigError, match="shift=auto"):
         MachineConfig(icount="shift auto")
+
+
+def test_junit_of_an_interrupted_run_comes_from_its_recorded_console(tmp_path: Path):
+    """Ctrl-C leaves no live result: ``run --junit`` falls back to the run directory."""
+    from harness.cli.lanes import Lane, junit_from_replay
+    from harness.contract.profiles import Settings
+
+    run = tmp_path / "run"
+    (run / "boot1").mkdir(parents=True)
+    lines = (TRANSCRIPTS / "real_run/boot1/uart.timestamps").read_text().splitlines()
+    (run / "boot1/uart.timestamps").write_text("\n".join(lines[:12]) + "\n")  # cut short
+    lane = Lane(CONTRACT.with_profile("default"), Settings())
+    path = junit_from_replay(tmp_path / "j.xml", lane, run, [1, 2])
+    suites = suites_by_name(path)
+    first = cases(suites["boot1"])
+    assert first["statefs-put"].is_passed
+    assert first["statefs-persist"].is_failure  # never printed before the interruption
+    assert suites["boot2"].skipped == suites["boot2"].tests
+    (tmp_path / "empty").mkdir()  # the run directory of a run stopped before its first boot
+    assert junit_from_replay(tmp_path / "none.xml", lane, tmp_path / "empty", [1]) is None

@@ -37,10 +37,10 @@ from harness.crashsim import Begin, CrashState, Depth, End, Recording, crash_sta
 from support.crashcheck import (
     STORE_FAILURES,
     Figures,
-    _fail,
     check_recording,
     check_superblock_damage,
     digest,
+    record_failure,
     stopping,
 )
 from support.crashdriver import Driver, WorkloadError, preformatted, state_of
@@ -50,8 +50,10 @@ from support.crashloads import CHURN
 #: state is recovered and compared, and the children of a history exercise the write path
 #: after a recovery (a seal, a crash during it) at length.
 PROOF_EVERY = 4
-#: Operations whose windows are a recovery's own writes (a seal, a close checkpoint).
-RECOVERY_OPS = ("open after crash", "close")
+#: Operations whose windows are a recovery's own writes: the seal of a torn tail (in the open
+#: of a crash image) and the checkpoint of a long journal (in the close after it).
+RECOVERY_KINDS = {"open after crash": "seal", "close": "checkpoint"}
+KINDS = ("switch", "torn", "seal", "checkpoint", "other")
 
 
 @dataclass(frozen=True)
@@ -135,8 +137,9 @@ class _Picker:
     """Sees every state of a recording that passed, keeps one seeded sample per kind of cut.
 
     Kinds: ``switch`` (a compaction whose snapshot is durable, its superblock write not),
-    ``recovery`` (inside a recovery's seal or a close checkpoint), ``torn`` (a commit group
-    whose header landed, the rest perhaps not: its recovery seals), ``other``.
+    ``torn`` (a commit group whose header landed, the rest perhaps not: its recovery seals),
+    ``seal`` (inside a recovery's seal), ``checkpoint`` (inside the close checkpoint after a
+    recovery, or any close's), ``other``.
     """
 
     def __init__(self, recording: Recording, rng: random.Random) -> None:
@@ -167,8 +170,8 @@ class _Picker:
             last_of_op = begin_at[window.index + 1][0] != inflight
             if not lbas or inflight is None:
                 kind = "other"
-            elif what in RECOVERY_OPS:
-                kind = "recovery"
+            elif what in RECOVERY_KINDS:
+                kind = RECOVERY_KINDS[what]
             elif superblock and same_op and previous_data:
                 kind = "switch"
             elif not superblock and what == "sync" and last_of_op:
@@ -193,12 +196,13 @@ class _Picker:
 
     def picks(self, branches: int, level: int) -> list[tuple[str, CrashState]]:
         orders = [
-            ("switch", "torn", "recovery", "other"),
-            ("torn", "recovery", "switch", "other") if level == 0 else
-            ("recovery", "torn", "switch", "other"),
+            ("switch", "torn", "checkpoint", "seal", "other"),
+            ("torn", "seal", "checkpoint", "switch", "other") if level == 0 else
+            ("seal", "checkpoint", "torn", "switch", "other") if level == 1 else
+            ("checkpoint", "seal", "torn", "switch", "other"),
         ]  # fmt: skip
         while len(orders) < branches:
-            orders.append(tuple(self.rng.sample(("switch", "torn", "recovery", "other"), 4)))
+            orders.append(tuple(self.rng.sample(KINDS, len(KINDS))))
         chosen: list[tuple[str, CrashState]] = []
         for order in orders[:branches]:
             for kind in order:
@@ -224,7 +228,8 @@ class _Run:
         self.rng = random.Random(f"{history.name}/{seed}/history")
         self.seed = seed
         self.figures = Figures(f"{history.name}[seed {seed}]")
-        self.notes: dict[str, int] = {"crashes_in_recovery": 0, "deepest": 0}
+        self.notes: dict[str, int] = {"crashes_in_seal": 0, "crashes_in_checkpoint": 0}
+        self.notes["deepest"] = 0
 
     def stopped(self) -> bool:
         return stopping(self.figures, self.stop_after, damage=self.stop_on_damage)
@@ -249,7 +254,7 @@ class _Run:
             d.finish()
         except (WorkloadError, *STORE_FAILURES) as exc:
             problem = f"{type(exc).__name__}: {exc}"
-            _fail(self.figures, f"{label}: running the work", problem, level, "work")
+            record_failure(self.figures, f"{label}: running the work", problem, level, "work")
         for name, count in d.notes.items():
             self.notes[name] = self.notes.get(name, 0) + count
         skipped = self.notes.get("damage_points_skipped", 0) + d.points_after_compacting_commit
@@ -312,12 +317,15 @@ class _Run:
             recovered = state_of(probe)
         except STORE_FAILURES as exc:
             problem = f"recovery probe raised {type(exc).__name__}: {exc}"
-            _fail(self.figures, name, problem, level)
+            record_failure(self.figures, name, problem, level)
             return
         if all(parent.states[index] != recovered for index in state.allowed):
-            _fail(self.figures, name, f"recovered {digest(recovered)}, not a commit point", level)
+            record_failure(
+                self.figures, name, f"recovered {digest(recovered)}, not a commit point", level
+            )
             return
-        self.notes["crashes_in_recovery"] += kind == "recovery"
+        if kind in ("seal", "checkpoint"):
+            self.notes[f"crashes_in_{kind}"] += 1
         d = self.driver(name, image, recovered)
 
         def script() -> None:
@@ -379,7 +387,11 @@ HISTORIES: tuple[History, ...] = (
         2048,
         (40_000, 60_000),
         churn=6,
-        expects=(("close_checkpoints", 1), ("explicit_compactions", 1)),
+        expects=(
+            ("close_checkpoints", 1),
+            ("explicit_compactions", 1),
+            ("crashes_in_checkpoint", 1),
+        ),
     ),
     History(
         "history-4096",
