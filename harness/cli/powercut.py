@@ -8,6 +8,8 @@ from typing import Any
 
 from harness.cli.common import add_vm_options, ensure_guest_image, new_run_dir, resolve_multiplier
 from harness.contract.progress import ProgressPrinter
+from harness.errors import ConfigError
+from harness.vm.record import POWERCUT_REFUSAL
 
 
 def add_parser(commands: Any) -> None:
@@ -23,12 +25,19 @@ def add_parser(commands: Any) -> None:
     )
     add_vm_options(powercut, disk=False, contract=False)
     add_arguments(powercut)
+    powercut.add_argument(
+        "--record",
+        action="store_true",
+        help="refused: record/replay needs every disk inside QEMU (see `run --record`)",
+    )
     powercut.set_defaults(handler=command)
 
 
 def command(args: argparse.Namespace) -> int:
     from harness.powercut.cli import options_from, run
 
+    if args.record:
+        raise ConfigError(POWERCUT_REFUSAL)
     options = options_from(args, multiplier=resolve_multiplier(args))
     run_dir = new_run_dir(args, prefix="powercut-")
     image = ensure_guest_image(args.arch, ProgressPrinter())
