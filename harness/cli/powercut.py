@@ -34,11 +34,14 @@ def add_parser(commands: Any) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    from harness.powercut.cli import options_from, run
+    from harness.powercut.cli import options_from, run, run_merge, wants_merge
 
     if args.record:
         raise ConfigError(POWERCUT_REFUSAL)
+    doc = (args.update_doc, args.doc_block) if args.update_doc else None
+    if wants_merge(args):
+        return run_merge(args.merge_reports[1:], doc)
     options = options_from(args, multiplier=resolve_multiplier(args))
     run_dir = new_run_dir(args, prefix="powercut-")
     image = ensure_guest_image(args.arch, ProgressPrinter())
-    return run(options, run_dir=run_dir, image=image)
+    return run(options, run_dir=run_dir, image=image, report=args.report, doc=doc)
