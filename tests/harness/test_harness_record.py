@@ -85,6 +85,11 @@ def test_record_refuses_the_power_cut_disk_server():
     assert "nbdkit" in POWERCUT_REFUSAL and "power cut" in POWERCUT_REFUSAL
 
 
+def test_powercut_record_is_refused_with_the_reason(capsys: pytest.CaptureFixture[str]):
+    assert main(["powercut", "--record"]) == EXIT_HARNESS
+    assert capsys.readouterr().err.strip() == f"error: {POWERCUT_REFUSAL}"
+
+
 def test_bad_record_settings_are_refused():
     with pytest.raises(ConfigError, match="mode"):
         RecordReplay("rewind", Path("x.rr"))  # type: ignore[arg-type]

@@ -37,10 +37,10 @@ from harness.crashsim import Begin, CrashState, Depth, End, Recording, crash_sta
 from support.crashcheck import (
     STORE_FAILURES,
     Figures,
-    _fail,
     check_recording,
     check_superblock_damage,
     digest,
+    record_failure,
     stopping,
 )
 from support.crashdriver import Driver, WorkloadError, preformatted, state_of
@@ -254,7 +254,7 @@ class _Run:
             d.finish()
         except (WorkloadError, *STORE_FAILURES) as exc:
             problem = f"{type(exc).__name__}: {exc}"
-            _fail(self.figures, f"{label}: running the work", problem, level, "work")
+            record_failure(self.figures, f"{label}: running the work", problem, level, "work")
         for name, count in d.notes.items():
             self.notes[name] = self.notes.get(name, 0) + count
         skipped = self.notes.get("damage_points_skipped", 0) + d.points_after_compacting_commit
@@ -317,10 +317,12 @@ class _Run:
             recovered = state_of(probe)
         except STORE_FAILURES as exc:
             problem = f"recovery probe raised {type(exc).__name__}: {exc}"
-            _fail(self.figures, name, problem, level)
+            record_failure(self.figures, name, problem, level)
             return
         if all(parent.states[index] != recovered for index in state.allowed):
-            _fail(self.figures, name, f"recovered {digest(recovered)}, not a commit point", level)
+            record_failure(
+                self.figures, name, f"recovered {digest(recovered)}, not a commit point", level
+            )
             return
         if kind in ("seal", "checkpoint"):
             self.notes[f"crashes_in_{kind}"] += 1
