@@ -6,6 +6,7 @@
 #   RUN_TIMEOUT=90s     deadline for the whole run: 90, 90s, 2m, 1m30s (default: the contract's
 #                       per-boot timeouts only)
 #   QEMU_TIMEOUT_MULTIPLIER=2   scale the contract's timeouts (slow machines)
+#   ARCH=riscv64        guest architecture: aarch64 (default) or riscv64 (images/<ARCH>.toml)
 #
 # Extra arguments go to `python -m harness run` (try --help, --timeline, --console).
 # Everything - the contract, the matching, the report - lives in the harness; this script only
@@ -20,7 +21,7 @@ if [ ! -x "$PY" ]; then
   exit 2
 fi
 
-args=(run)
+args=(run --arch "${ARCH:-aarch64}")
 case "${RUN_UNTIL_MARKER:-0}" in
   1 | yes | true) args+=(--until-marker) ;;
   0 | no | false | "") ;;
