@@ -7,6 +7,10 @@
 #                       per-boot timeouts only)
 #   QEMU_TIMEOUT_MULTIPLIER=2   scale the contract's timeouts (slow machines)
 #   ARCH=riscv64        guest architecture: aarch64 (default) or riscv64 (images/<ARCH>.toml)
+#   RUN_PROFILE=smp2    run the contract's lane of that name (default: default)
+#   RUN_PHASE=store     stop once that contract phase is complete
+#   JUNIT_XML=path.xml  also write a JUnit file: one <testsuite> per boot, one <testcase> per
+#                       marker, for GitLab/Jenkins test reports
 #
 # Extra arguments go to `python -m harness run` (try --help, --timeline, --console).
 # Everything - the contract, the matching, the report - lives in the harness; this script only
@@ -29,6 +33,15 @@ case "${RUN_UNTIL_MARKER:-0}" in
 esac
 if [ -n "${RUN_TIMEOUT:-}" ]; then
   args+=(--timeout "$RUN_TIMEOUT")
+fi
+if [ -n "${RUN_PROFILE:-}" ]; then
+  args+=(--profile "$RUN_PROFILE")
+fi
+if [ -n "${RUN_PHASE:-}" ]; then
+  args+=(--until-phase "$RUN_PHASE")
+fi
+if [ -n "${JUNIT_XML:-}" ]; then
+  args+=(--junit "$JUNIT_XML")
 fi
 
 exec "$PY" -m harness "${args[@]}" "$@"

@@ -1,7 +1,9 @@
 """``sq.mode=contract``: probe the disk, start the services, run the selftest.
 
 Parameters (kernel command line): ``sq.boot=N`` (1 for a fresh disk, 2.. for a reboot on the
-same disk), ``sq.nonce=<hex>`` (the same in every boot of a run), ``sq.disk=/dev/vda``.
+same disk), ``sq.nonce=<hex>`` (the same in every boot of a run), ``sq.disk=/dev/vda``,
+``sq.format=force`` (statefsd may format a disk that is neither blank nor a store; without it
+statefsd refuses such a disk with ``statefsd: fatal EMEDIUMTYPE ...``).
 """
 
 import os
@@ -31,6 +33,10 @@ class ContractParams:
         if not 8 <= len(self.nonce) <= 64 or self.nonce.strip("0123456789abcdef"):
             raise ValueError(f"sq.nonce must be 8-64 lowercase hex digits, got {self.nonce!r}")
         self.disk = params.get("sq.disk", "/dev/vda")
+        fmt = params.get("sq.format", "")
+        if fmt not in ("", "force"):
+            raise ValueError(f"sq.format must be 'force' or absent, got {fmt!r}")
+        self.force_format = fmt == "force"
 
 
 def wait_for(path: str, timeout: float) -> None:
@@ -52,11 +58,14 @@ class Services:
     """statefsd, keystored and updated, started in dependency order, each as its own identity
     (``runtime.prepare`` must have handed them the disk and their runtime directories)."""
 
-    def __init__(self, supervisor: Supervisor, disk: str, sockets: Sockets) -> None:
+    def __init__(
+        self, supervisor: Supervisor, disk: str, sockets: Sockets, *, force_format: bool = False
+    ) -> None:
         self.supervisor = supervisor
         self.order = [
             ("statefsd", STATEFSD, lambda ready: run_daemon(disk, sockets.statefsd,
-                                                            on_ready=ready)),
+                                                            on_ready=ready,
+                                                            force_format=force_format)),
             ("keystored", KEYSTORED, lambda ready: run_keystored(sockets.keystored,
                                                                  sockets.statefsd, on_ready=ready)),
             ("updated", UPDATED, lambda ready: run_updated(sockets.updated, sockets.statefsd,
@@ -88,7 +97,7 @@ def run_contract(raw_params: dict[str, str]) -> None:
     probe_disk(params.disk)
     sockets = runtime.prepare(params.disk)
     supervisor = Supervisor()
-    services = Services(supervisor, params.disk, sockets)
+    services = Services(supervisor, params.disk, sockets, force_format=params.force_format)
     try:
         services.start_all()
         passed = Selftest(
@@ -111,7 +120,9 @@ def run_powercut_boot(raw_params: dict[str, str]) -> None:
     try:
         supervisor.start(
             "statefsd",
-            lambda ready: run_daemon(params.disk, sockets.statefsd, on_ready=ready),
+            lambda ready: run_daemon(
+                params.disk, sockets.statefsd, on_ready=ready, force_format=params.force_format
+            ),
             identity=STATEFSD,
         )
         run_powercut(raw_params, sockets.statefsd)

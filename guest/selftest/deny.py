@@ -3,13 +3,14 @@ that is allowed to connect but not to touch the device key or boot control.
 
 A child of init drops to the ``app`` identity (an ordinary guest program: a member of the
 clients' group, with state of its own under ``/state/app``) and tries, over its own
-connection, every way at the two protected records it has: reading the device key's seed (also
-by a non-normal spelling of its key), listing the keystore and ``/state``, writing, deleting and
-batch-writing the boot record, and an admin REOPEN. As a control it also puts and reads back a
-key of its own, so a broken connection cannot pass for a denial. It reports each attempt's
-errno to init over a pipe; init then checks, as root, that the boot record is byte for byte
-what it was and that statefsd counted exactly those denials (each one is audited on the
-console, which the contract also requires).
+connection, to read the device key's seed (also by a non-normal spelling of its key), to list
+the keystore, and to write the boot record (a synced PUT and a BATCH). As a control it first
+puts a key of its own, so a broken connection cannot pass for a denial. It reports each
+attempt's errno to init over a pipe; init then checks, as root, that the boot record is byte
+for byte what it was and that statefsd counted exactly those denials (each one is audited on
+the console, which the contract also requires). The host tests try every operation on every
+prefix (``tests/statefsd/test_access.py``); this is the proof in the VM, kept to the requests
+that make it, because every request costs boot time under emulation.
 """
 
 import errno
@@ -27,40 +28,26 @@ HOSTILE_VALUE = b'{"current": "hostile"}'
 #: Each attempt of the unprivileged client and the errno it must get (0: it must succeed).
 EXPECTED = {
     "put own key": 0,
-    "read own key back": 0,
     "read device key seed": errno.EACCES,
     "read device key seed, non-normal key": errno.EACCES,
     "list keystore": errno.EACCES,
-    "list /state": errno.EACCES,
     "write boot record": errno.EACCES,
-    "delete boot record": errno.EACCES,
     "batch-write boot record": errno.EACCES,
-    "reopen the store": errno.EACCES,
 }
 DENIALS = sum(1 for code in EXPECTED.values() if code)
 
 
 def _attempts(client: StatefsClient) -> dict[str, object]:
     """Run every attempt; the value is the errno it got (0 for success)."""
-    nonce = os.urandom(8).hex().encode()
-
-    def read_back() -> None:
-        if client.get(OWN_KEY) != nonce:
-            raise StatefsError(errno.EIO, f"{OWN_KEY} read back other bytes than were put")
-
     actions = {
-        "put own key": lambda: client.put(OWN_KEY, nonce),
-        "read own key back": read_back,
+        "put own key": lambda: client.put(OWN_KEY, os.urandom(8).hex().encode()),
         "read device key seed": lambda: client.get(SEED_KEY),
         "read device key seed, non-normal key": lambda: client.get(
             SEED_KEY.replace("/state/keystore/", "/state//keystore//")
         ),
         "list keystore": lambda: client.list("/state/keystore"),
-        "list /state": lambda: client.list("/state"),
         "write boot record": lambda: client.put(BOOTCTL_KEY, HOSTILE_VALUE, sync=True),
-        "delete boot record": lambda: client.delete(BOOTCTL_KEY, sync=True),
         "batch-write boot record": lambda: client.batch([(BOOTCTL_KEY, HOSTILE_VALUE)]),
-        "reopen the store": client.reopen,
     }
     results: dict[str, object] = {}
     for name, action in actions.items():

@@ -1,8 +1,7 @@
 """fsck: check a statefs device and say what was found, without changing anything."""
 
-from guest.statefs.errors import StatefsError
 from guest.statefs.replay import replay
-from guest.statefs.superblock import choose, read_slots
+from guest.statefs.superblock import read_slots, select
 
 
 class FsckReport:
@@ -11,6 +10,8 @@ class FsckReport:
     def __init__(self) -> None:
         self.slots: list[dict[str, object]] = []
         self.current_slot: int | None = None
+        #: "" or how the superblock was rebuilt from a damaged current copy.
+        self.rebuilt = ""
         self.generation: int | None = None
         self.epoch: int | None = None
         self.active_region: int | None = None
@@ -58,21 +59,24 @@ def check_device(dev, expected: dict[str, bytes] | None = None) -> FsckReport:
         text = f"valid, generation {state.superblock.generation}" if state.valid else state.reason
         report.slots.append({"slot": state.slot, "state": text, "valid": state.valid})
     try:
-        current = choose(slots)
-    except StatefsError as exc:
+        current = select(dev, slots)
+    except OSError as exc:  # StatefsError (no usable superblock) or a device read error
         report.errors.append(str(exc))
         return report
     sb = current.superblock
     report.current_slot = current.slot
+    report.rebuilt = current.rebuilt
     report.generation = sb.generation
     report.epoch = sb.epoch
     report.active_region = sb.active_region
     report.region_bytes = sb.region_bytes
     for state in slots:
-        if state.slot != current.slot and state.reason != "":
+        if state.slot != current.slot and state.reason != "" and current.rebuilt:
+            report.warnings.append(f"{current.rebuilt} (nothing lost)")
+        elif state.slot != current.slot and state.reason != "":
             report.warnings.append(
-                f"superblock slot {state.slot}: {state.reason} "
-                "(expected after a torn superblock write; the other copy is used)"
+                f"superblock slot {state.slot}: {state.reason} (what a torn superblock write "
+                "leaves: no commit groups were appended under it; the other copy is used)"
             )
     try:
         result = replay(dev, sb)

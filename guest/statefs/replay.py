@@ -30,6 +30,7 @@ from guest.statefs.layout import (
     OP_HEADER,
     OP_HEADER_BYTES,
     OP_PUT,
+    RECORD_FIELDS,
     RECORD_HEADER,
     RECORD_HEADER_BYTES,
     RECORD_MAGIC,
@@ -37,6 +38,8 @@ from guest.statefs.layout import (
     round_up,
 )
 from guest.statefs.paths import MAX_KEY_BYTES, normalize_key
+
+RECORD_NAMES = tuple(name for name, _, _ in RECORD_FIELDS)
 
 #: Device bytes read per request while replaying.
 READ_CHUNK_BYTES = 1 << 20
@@ -268,6 +271,50 @@ def replay(dev, sb: Superblock) -> ReplayResult:
         torn_tail=torn,
         bytes_read=reader.bytes_read,
     )
+
+
+class RecordInfo:
+    """One record found by :func:`verified_records`: where it is and what its header says."""
+
+    __slots__ = ("flags", "lba", "offset", "op_count", "payload_bytes", "sectors", "seq")
+
+    def __init__(self, **fields: int) -> None:
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+
+def verified_records(dev, sb: Superblock) -> list[RecordInfo]:
+    """The records of ``sb``'s epoch at the start of its active region, in order, for as long
+    as each verifies and carries the next sequence number (operations are not decoded).
+
+    Used where no superblock vouches for a region's journal (a damaged copy) and by the
+    offline tool; replay proper is :func:`replay`.
+    """
+    reader = _RegionReader(dev, sb)
+    ss = sb.sector_size
+    found: list[RecordInfo] = []
+    offset = 0
+    while offset < sb.region_bytes:
+        fields, _ = _check_header(reader.view(offset, RECORD_HEADER_BYTES), sb)
+        if fields is None or not _verify(reader, offset, fields, sb):
+            break
+        header = dict(zip(RECORD_NAMES, fields, strict=True))
+        if header["epoch"] != sb.epoch or header["seq"] != len(found) + 1:
+            break
+        size = round_up(RECORD_HEADER_BYTES + header["payload_bytes"], ss)
+        found.append(
+            RecordInfo(
+                offset=offset,
+                lba=sb.region_start(sb.active_region) + offset // ss,
+                sectors=size // ss,
+                seq=header["seq"],
+                flags=header["flags"],
+                op_count=header["op_count"],
+                payload_bytes=header["payload_bytes"],
+            )
+        )
+        offset += size
+    return found
 
 
 def _scan_for_later_records(reader: _RegionReader, sb: Superblock, end: int, seq: int) -> None:

@@ -25,6 +25,7 @@ import os
 import time
 from collections.abc import Iterable
 
+from guest.statefs.blank import describe_non_blank
 from guest.statefs.compaction import snapshot_bytes_bound, snapshot_records
 from guest.statefs.crc import BACKEND as CRC_BACKEND
 from guest.statefs.errors import CorruptionError, StatefsError, UnformattedError
@@ -49,8 +50,8 @@ from guest.statefs.layout import (
 )
 from guest.statefs.paths import normalize_key, normalize_prefix
 from guest.statefs.replay import ReplayResult, is_normal_key, replay
-from guest.statefs.superblock import choose as choose_superblock
 from guest.statefs.superblock import read_slots
+from guest.statefs.superblock import select as select_superblock
 from guest.values import Value
 
 BytesLike = bytes | bytearray | memoryview
@@ -174,6 +175,8 @@ class Store:
         self._pending_limit = sb.record_limit - RECORD_HEADER_BYTES
         self._fits_below = _surely_fits_below(sb)
         self.replay = result
+        #: "" or how the superblock was rebuilt from a damaged current copy (see superblock.py).
+        self.rebuilt = ""
         #: Wall time of the open that built this store (superblocks + replay), for stats.
         self.replay_seconds = 0.0
         self.counters = {
@@ -191,8 +194,9 @@ class Store:
     def open(cls, dev, config: StoreConfig | None = None) -> "Store":
         """Open the store on ``dev``: choose the superblock, replay the active region.
 
-        Raises ``UnformattedError`` (ENODATA) on a device that was never formatted and
-        ``CorruptionError`` (EIO) on damage; neither writes anything.
+        Raises ``UnformattedError`` (ENODATA) on a blank device (never formatted),
+        ``StatefsError`` with EMEDIUMTYPE on a device that holds something else (see
+        :mod:`guest.statefs.blank`) and ``CorruptionError`` (EIO) on damage; none writes.
         """
         config = config or StoreConfig()
         started = time.perf_counter()
@@ -206,12 +210,18 @@ class Store:
     @classmethod
     def _open(cls, dev, config: StoreConfig, started: float) -> "Store":
         try:
-            slots = read_slots(dev)
-            current = choose_superblock(slots)
+            selection = select_superblock(dev, read_slots(dev))
         except UnformattedError:
             _refuse_if_journal_present(dev)
+            found = describe_non_blank(dev)
+            if found:
+                raise StatefsError(
+                    errno.EMEDIUMTYPE,
+                    f"device holds no statefs store and is not blank: {found}; refusing to "
+                    "format over it (Store.format overwrites on purpose)",
+                ) from None
             raise
-        sb = current.superblock
+        sb = selection.superblock
         if sb.sector_size != dev.sector_size:
             raise StatefsError(
                 errno.EINVAL,
@@ -223,10 +233,14 @@ class Store:
                 errno.EIO,
                 f"device has {dev.sector_count} sectors, store needs {sb.sector_count}",
             )
-        result = replay(dev, sb)
-        peer = slots[1 - current.slot]
-        peer_damaged = not peer.valid and peer.reason != "empty"
-        store = cls(dev, sb, current.slot, result, config, peer_damaged=peer_damaged)
+        try:
+            result = replay(dev, sb)
+        except CorruptionError as exc:
+            if not selection.rebuilt:
+                raise
+            raise CorruptionError(f"{selection.rebuilt}, but: {exc.strerror}", lba=exc.lba) from exc
+        store = cls(dev, sb, selection.slot, result, config, peer_damaged=selection.peer_damaged)
+        store.rebuilt = selection.rebuilt
         store.replay_seconds = time.perf_counter() - started
         if result.torn_tail and not config.read_only:
             store._seal()
@@ -294,9 +308,10 @@ class Store:
     def open_or_format(
         cls, dev, config: StoreConfig | None = None, *, record_limit: int | None = None
     ) -> tuple["Store", bool]:
-        """Open the store, formatting only a device that holds none; returns (store, formatted).
+        """Open the store, formatting only a blank device; returns (store, formatted).
 
-        A damaged store is never formatted over: that raises like :meth:`open`.
+        A damaged store, or a device holding anything else (a partition table, a file system:
+        EMEDIUMTYPE), is never formatted over: that raises like :meth:`open`, writing nothing.
         ``record_limit`` applies to a format only (an existing store keeps its own).
         """
         try:

@@ -10,10 +10,18 @@ has an empty slot. That is what tells the one harmless no-valid-copy case, a fir
 torn on a blank device (one copy torn, the other never written), from damage to a real store
 (which always leaves a copy that is not empty). As a second guard, Store.open refuses to call
 a device blank when a journal region starts with a record.
+
+Falling back to the older copy is right after a torn superblock write, but not after bit rot
+in a copy that had become current: commit groups appended since would vanish. The two differ
+on the disk. Nothing is appended to a region before the superblock naming it is durable, so
+commit groups (records without the snapshot flag) of the newer epoch in the other region prove
+the damaged copy was once whole; :func:`select` then rebuilds it (every field of it follows
+from the older copy, which reserved its epoch, and from the region's snapshot records).
 """
 
 from guest.statefs.errors import CorruptionError, UnformattedError
-from guest.statefs.layout import SUPERBLOCK_SLOTS, Superblock, decode_superblock
+from guest.statefs.layout import FLAG_SNAPSHOT, SUPERBLOCK_SLOTS, Superblock, decode_superblock
+from guest.statefs.replay import verified_records
 from guest.values import Value
 
 
@@ -61,3 +69,56 @@ def choose(slots: list[SlotState]) -> SlotState:
         )
     reasons = "; ".join(f"slot {state.slot}: {state.reason}" for state in slots)
     raise CorruptionError(f"no valid superblock ({reasons})", lba=0)
+
+
+class Selection(Value):
+    """The superblock a store opens with.
+
+    ``slot`` is the copy treated as current (the next superblock write goes to the other);
+    ``peer_damaged``: that other copy holds something that does not verify; ``rebuilt`` is ""
+    or a sentence saying how the superblock was rebuilt because the damaged copy was current.
+    """
+
+    __slots__ = ("peer_damaged", "rebuilt", "slot", "superblock")
+
+    def __init__(self, superblock: Superblock, slot: int, peer_damaged: bool, rebuilt: str):
+        self._set(superblock=superblock, slot=slot, peer_damaged=peer_damaged, rebuilt=rebuilt)
+
+
+def select(dev, slots: list[SlotState]) -> Selection:
+    """Choose the superblock (:func:`choose`), and rebuild the newer one if it was damaged
+    after commit groups were appended under it (see the module docstring).
+
+    The older copy reserved the epoch the newer one switched to (``epoch_ceiling`` above its
+    own epoch); the newer copy differed from it only in generation (+1), epoch (the ceiling),
+    active region (the other) and ``snapshot_sectors`` (the snapshot records' length).
+    """
+    current = choose(slots)
+    peer = slots[1 - current.slot]
+    damaged = not peer.valid and peer.reason != "empty"
+    sb = current.superblock
+    if not damaged or sb.epoch_ceiling == sb.epoch:
+        return Selection(sb, current.slot, damaged, "")
+    candidate = sb.replace(
+        generation=sb.generation + 1,
+        epoch=sb.epoch_ceiling,
+        active_region=1 - sb.active_region,
+        snapshot_sectors=0,
+    )
+    records = verified_records(dev, candidate)
+    snapshot = 0
+    while snapshot < len(records) and records[snapshot].flags == FLAG_SNAPSHOT:
+        snapshot += 1
+    commits = records[snapshot:]
+    if not commits:
+        # At most a snapshot whose switch never became durable: the older copy is the state.
+        return Selection(sb, current.slot, damaged, "")
+    rebuilt = candidate.replace(snapshot_sectors=sum(r.sectors for r in records[:snapshot]))
+    note = (
+        f"superblock slot {peer.slot} ({peer.reason}) was current: region "
+        f"{rebuilt.active_region} holds {len(commits)} commit groups (seq {commits[0].seq}.."
+        f"{commits[-1].seq}, LBA {commits[0].lba}..) appended under it after its snapshot, which "
+        f"the older copy in slot {current.slot} would drop; rebuilt it from slot "
+        f"{current.slot} and the region"
+    )
+    return Selection(rebuilt, current.slot, damaged, note)

@@ -13,7 +13,7 @@ longest prefix covering the key decides, and no covering grant means no access.
 import errno
 import os
 
-from guest.identities import IDENTITIES, by_uid
+from guest.identities import IDENTITIES
 from guest.statefs.errors import StatefsError
 from guest.statefs.paths import normalize_prefix
 
@@ -45,7 +45,9 @@ def covers(prefix: str, key: str) -> bool:
 class Policy:
     """A validated policy: per identity, grants longest prefix first, and admin operations."""
 
-    def __init__(self, grants: dict[str, list[tuple[str, frozenset]]], admin: dict[str, frozenset]):
+    def __init__(
+        self, grants: dict[str, list[tuple[str, frozenset]]], admin: dict[str, frozenset]
+    ) -> None:
         self._grants: dict[int, list[tuple[str, frozenset]]] = {}
         for name, rules in grants.items():
             ordered = sorted(rules, key=lambda rule: len(rule[0]), reverse=True)
@@ -116,11 +118,6 @@ class Policy:
     def writes_anywhere(self, uid: int) -> bool:
         """Whether ``uid`` may write some key (what SYNC asks: it commits only writes)."""
         return any(WRITE in rights for _, rights in self._grants.get(uid, ()))
-
-    def describe(self, uid: int) -> str:
-        """The identity's name for messages (``uid 1234`` for a uid no service has)."""
-        identity = by_uid(uid)
-        return identity.name if identity is not None else f"uid {uid}"
 
 
 def _identity(source: str, number: int, name: str) -> None:

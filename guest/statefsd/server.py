@@ -73,6 +73,8 @@ class StatefsServer:
         self._open_device = open_device
         self._config = config or StoreConfig()
         self.store: Store | None = None
+        #: What a forced format overwrote ("" unless ``open_store(force_format=True)`` did).
+        self.overwritten = ""
         self.policy = policy
         self.audit = audit or DenialAudit(name=name)
         handlers = {
@@ -99,16 +101,26 @@ class StatefsServer:
     def socket_path(self) -> str:
         return self.frames.socket_path
 
-    def open_store(self, *, format_if_blank: bool = True) -> bool:
-        """Open the store (formatting a device that holds none, if allowed); True if
-        formatted. REOPEN never formats: a store that vanished is an error, not a fresh start."""
+    def open_store(self, *, format_if_blank: bool = True, force_format: bool = False) -> bool:
+        """Open the store (formatting a blank device, if allowed); True if formatted. REOPEN
+        never formats: a store that vanished is an error, not a fresh start.
+
+        A device that is not blank but holds no store (EMEDIUMTYPE: a partition table, a file
+        system) is formatted over only with ``force_format`` (the ``sq.format=force`` kernel
+        argument); what it held is then kept in ``overwritten``."""
         dev = self._open_device()
         try:
             dev.invalidate_cache()
             if format_if_blank:
-                store, formatted = Store.open_or_format(
-                    dev, self._config, record_limit=record_limit_for(dev)
-                )
+                try:
+                    store, formatted = Store.open_or_format(
+                        dev, self._config, record_limit=record_limit_for(dev)
+                    )
+                except StatefsError as exc:
+                    if exc.errno != errno.EMEDIUMTYPE or not force_format:
+                        raise
+                    store = Store.format(dev, self._config, record_limit=record_limit_for(dev))
+                    formatted, self.overwritten = True, exc.strerror
             else:
                 store, formatted = Store.open(dev, self._config), False
         except BaseException:
@@ -269,9 +281,13 @@ def run_daemon(
     on_ready: Callable[[], None] | None = None,
     config: StoreConfig | None = None,
     policy_path: str = POLICY_PATH,
+    force_format: bool = False,
 ) -> int:
     """statefsd's main: load the policy, open or format the store, listen, serve until
-    SIGTERM. Exit code."""
+    SIGTERM. Exit code.
+
+    A disk that is neither blank nor a store ends it with one line, ``statefsd: fatal
+    EMEDIUMTYPE opening DEVICE: ...`` saying what the disk holds, unless ``force_format``."""
     from guest.statefs.blockdev import open_block_device
 
     try:
@@ -284,13 +300,16 @@ def run_daemon(
     opener = open_device or (lambda: open_block_device(device_path))
     server = StatefsServer(opener, socket_path, config=config, policy=policy)
     try:
-        formatted = server.open_store()
+        formatted = server.open_store(force_format=force_format)
     except (StatefsError, OSError) as exc:
         code = errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno else "EIO"
         emit(f"statefsd: fatal {code} opening {device_path}: {exc.strerror or exc}")
         return 1
     store = server.store
-    if formatted:
+    if formatted and server.overwritten:
+        emit(f"statefsd: formatted {device_path} over what it held (sq.format=force): "
+             f"{server.overwritten}")  # fmt: skip
+    elif formatted:
         emit(f"statefsd: formatted {device_path} (it held no store)")
     else:
         replay = store.replay

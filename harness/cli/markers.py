@@ -35,6 +35,14 @@ def add_parser(commands: Any) -> None:
         default=None,
         help="only this boot (or: the boot number of a lone uart.log)",
     )
+    markers.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="FILE.png",
+        help="also draw the run: a lane per boot, markers at their arrival, failures, "
+        "phases (needs matplotlib)",
+    )
     add_contract_option(markers)
     markers.set_defaults(handler=command)
 
@@ -59,6 +67,11 @@ def command(args: argparse.Namespace) -> int:
         )
     expected = set(contract.boot_numbers) if args.boot is None else {args.boot}
     seen = {b.number for b in boots}
+    if args.plot is not None:
+        from harness.contract.plot import plot_run
+
+        plot_run(boots, args.plot, title=f"run {path.name}", not_run=sorted(expected - seen))
+        out.say(f"plot: {args.plot}")
     if expected - seen:
         out.say(f"boots without a console record: {', '.join(map(str, sorted(expected - seen)))}")
         passed = False

@@ -12,9 +12,16 @@ from harness.cli.common import (
     EXIT_PASSED,
     add_vm_options,
     duration_arg,
-    resolve_multiplier,
     start_vm_session,
 )
+from harness.cli.lanes import (
+    Lane,
+    add_lane_options,
+    junit_from_replay,
+    junit_from_run,
+    resolve_lane,
+)
+from harness.contract.phases import boots_until_phase, until_phase
 from harness.contract.progress import ProgressPrinter
 from harness.contract.runner import ContractRunner, RunOptions
 from harness.contract.spec import Contract
@@ -59,6 +66,7 @@ def add_parser(commands: Any) -> None:
         action="store_true",
         help="print what would run (settings, kernel arguments) and exit",
     )
+    add_lane_options(run)
     run.set_defaults(handler=command)
 
 
@@ -71,11 +79,15 @@ def _dry_run(
     multiplier: float,
 ) -> int:
     out.say(f"contract: {contract.source}")
+    out.say(f"until phase: {args.until_phase or 'none (every phase)'}")
+    out.say(f"junit: {args.junit or 'no'}")
     out.say(f"until marker: {'yes' if args.until_marker else 'no (wait for power-off)'}")
     out.say(f"run timeout: {'none' if args.timeout is None else f'{args.timeout:g} s'}")
     out.say(f"timeout multiplier: {multiplier:g}")
     for number in boots:
         spec = contract.for_boot(number)
+        if args.until_phase is not None and number == boots[-1]:
+            spec = until_phase(spec, args.until_phase)
         args_line = " ".join(render(spec.kernel_args, {"nonce": nonce, "boot": number}))
         out.say(
             f"boot {number}: timeout {spec.timeout * multiplier:g} s, "
@@ -86,16 +98,20 @@ def _dry_run(
 
 def command(args: argparse.Namespace) -> int:
     out = ProgressPrinter(prefix="")
-    contract = Contract.load(args.contract)
-    multiplier = resolve_multiplier(args)
+    lane = resolve_lane(args, Contract.load(args.contract))
+    contract = lane.contract
+    multiplier = lane.multiplier
     nonce = args.nonce or new_nonce()
     boots = args.boots or list(contract.boot_numbers)
     for number in boots:
         contract.boot(number)  # validates the numbers before anything starts
+    if args.until_phase is not None:
+        boots = list(boots_until_phase(contract, args.until_phase, boots))
+    out.say(_describe_lane(lane))
     if args.dry_run:
         return _dry_run(out, args, contract, boots, nonce, multiplier)
 
-    session = start_vm_session(args, out)
+    session = start_vm_session(args, out, **lane.config_overrides())
     run_dir = session.run_dir
     out.say(f"run: {run_dir}  (nonce {nonce}, disk {session.disk})")
 
@@ -108,6 +124,7 @@ def command(args: argparse.Namespace) -> int:
         multiplier=multiplier,
         nonce=nonce,
         boots=boots,
+        until_phase=args.until_phase,
     )
     echo = (lambda text: (sys.stdout.write(text), sys.stdout.flush())) if args.console else None
     runner = ContractRunner(
@@ -119,7 +136,17 @@ def command(args: argparse.Namespace) -> int:
         echo=echo,
         on_boot_start=on_boot_start,
     )
-    result = runner.run()
+    result = None
+    try:
+        result = runner.run()
+    finally:
+        if args.junit is not None:
+            if result is not None:
+                junit_from_run(
+                    args.junit, lane, result.boots, boots, run_name=run_dir.name, nonce=nonce
+                )
+            else:
+                junit_from_replay(args.junit, lane, run_dir, boots)
     for boot in result.boots:
         how = boot.exit.describe() if boot.exit else "QEMU did not start"
         out.say(f"boot {boot.number}: {boot.outcome.value.upper()} - {how} ({boot.accel})")
@@ -136,4 +163,17 @@ def command(args: argparse.Namespace) -> int:
     for path in result.uart_logs:
         out.say(f"uart.log: {path}")
     out.say(f"run directory: {run_dir}  (python -m harness markers {run_dir})")
+    if args.junit is not None:
+        out.say(f"junit: {args.junit}")
     return EXIT_PASSED if result.passed else EXIT_FAILED
+
+
+def _describe_lane(lane: Lane) -> str:
+    settings = lane.settings
+    parts = [
+        f"smp {settings.smp}" if settings.smp else "",
+        f"{settings.memory_mib} MiB" if settings.memory_mib else "",
+    ]
+    parts.append(f"-icount {settings.icount}" if settings.icount else "")
+    parts.append(f"timeouts x{lane.multiplier:g}")
+    return f"profile: {lane.contract.profile_name} (" + ", ".join(p for p in parts if p) + ")"

@@ -24,6 +24,8 @@ import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from harness.contract.phases import phase_summary
+from harness.contract.policy import count_violation
 from harness.contract.spec import BootContract, Marker
 
 EXCERPT_MAX_LINES = 40
@@ -140,19 +142,28 @@ class BootMatcher:
             if pattern.search(line):
                 self._fail(pattern.id, at, line_no, line, f"failure pattern {pattern.id!r}")
                 return self.outcome
+        matched = False
         for marker in self.contract.markers:
             match = marker.pattern.search(line)
             if match is None:
                 continue
+            matched = True
             groups = {k: v for k, v in match.groupdict().items() if v is not None}
             problem = self._check_groups(marker, groups, self.arrivals.get(marker.id))
+            self.counts[marker.id] = self.counts.get(marker.id, 0) + 1
+            problem = problem or count_violation(
+                marker.id, self.counts[marker.id], marker.max_count
+            )
             if problem:
                 self._fail(marker.id, at, line_no, line, problem)
                 return self.outcome
-            self.counts[marker.id] = self.counts.get(marker.id, 0) + 1
             if marker.id not in self.arrivals:
                 self.arrivals[marker.id] = Arrival(marker.id, at, line_no, line, groups)
                 self._emit("marker" if marker.required else "optional", at, marker.id, line)
+        violation = self.contract.policy.violation(line, matched=matched)
+        if violation is not None:
+            self._fail(violation[0], at, line_no, line, violation[1])
+            return self.outcome
         if self.outcome is Outcome.RUNNING and self.complete:
             self.outcome = Outcome.PASSED
             self.reason = "every required marker arrived"
@@ -325,6 +336,9 @@ class BootMatcher:
                 f"  failure line {self.failure.line_no} "
                 f"(at {_fmt_time(self.failure.at).strip()} s): {self.failure.line}"
             )
+        phase = phase_summary(self.contract, self.arrivals, self.failure)
+        if phase and self.outcome is not Outcome.PASSED:
+            out.append(f"  {phase}")
         out.extend(f"  hint: {hint}" for hint in self.hints)
         missing = self.missing
         if missing:

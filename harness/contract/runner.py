@@ -28,6 +28,7 @@ from typing import Any, Literal
 from harness.artifacts import RUN_SUMMARY, VmArtifacts
 from harness.atomic import write_json
 from harness.contract.matcher import BootMatcher, Outcome, ProgressCallback
+from harness.contract.phases import boots_until_phase, first_failed_phase, until_phase
 from harness.contract.spec import Contract
 from harness.deadline import Deadline, parse_multiplier
 from harness.diagnosis import boot_hints
@@ -101,6 +102,12 @@ class BootResult:
                 for a in m.arrivals.values()
             },
             "missing": [marker.id for marker in m.missing],
+            "counts": dict(m.counts),
+            "failed_phase": getattr(
+                first_failed_phase(m.contract, m.arrivals, m.failure), "name", None
+            )
+            if m.outcome is not Outcome.PASSED
+            else None,
             "hints": list(m.hints),
             "failure": None
             if m.failure is None
@@ -282,6 +289,9 @@ class RunOptions:
     multiplier: float = 1.0
     nonce: str | None = None
     boots: Sequence[int] | None = None  # default: every boot of the contract
+    #: Stop at the first boot with a marker of this phase, once the phases up to it are
+    #: complete (:mod:`harness.contract.phases`).
+    until_phase: str | None = None
 
 
 class ContractRunner:
@@ -312,12 +322,17 @@ class ContractRunner:
     def run(self) -> RunResult:
         nonce = self.options.nonce or new_nonce()
         numbers = tuple(self.options.boots or self.contract.boot_numbers)
+        if self.options.until_phase is not None:
+            numbers = boots_until_phase(self.contract, self.options.until_phase, numbers)
         result = RunResult(self.run_dir, nonce, expected_boots=numbers)
         overall = Deadline(self.options.timeout, label="run timeout")
         pins: dict[str, dict[str, str]] = {}
         try:
             for index, number in enumerate(numbers):
+                last = index == len(numbers) - 1
                 boot = self.contract.for_boot(number)
+                if last and self.options.until_phase is not None:
+                    boot = until_phase(boot, self.options.until_phase)
                 args = render(boot.kernel_args, {"nonce": nonce, "boot": number})
                 machine = Machine(
                     self.base_config.with_kernel_args(*args),
@@ -330,8 +345,8 @@ class ContractRunner:
                 matcher = BootMatcher(
                     boot, pinned=pins, multiplier=self.options.multiplier, on_event=self.progress
                 )
-                last = index == len(numbers) - 1
-                until: Until = "markers" if (last and self.options.until_marker) else "poweroff"
+                stop_early = self.options.until_marker or self.options.until_phase is not None
+                until: Until = "markers" if (last and stop_early) else "poweroff"
                 if self.on_boot_start is not None:
                     self.on_boot_start(number, machine)
                 boot_result = run_boot(machine, matcher, deadline, until=until, echo=self.echo)
@@ -351,6 +366,8 @@ class ContractRunner:
             "contract": self.contract.source,
             "nonce": result.nonce,
             "until_marker": self.options.until_marker,
+            "until_phase": self.options.until_phase,
+            "profile": self.contract.profile_name,
             "timeout": self.options.timeout,
             "multiplier": self.options.multiplier,
             "expected_boots": list(result.expected_boots),

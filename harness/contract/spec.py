@@ -11,6 +11,7 @@ and patterns plus the default failure patterns).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,6 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.contract.phases import Phase, check_coverage, parse_phases
+from harness.contract.policy import (
+    BootPolicy,
+    MatchPolicy,
+    parse_boots,
+    parse_max_count,
+    parse_policy,
+)
+from harness.contract.profiles import DEFAULT_PROFILE, Profile, parse_profiles
 from harness.errors import ContractError
 
 DEFAULT_CONTRACT = Path(__file__).with_name("contract.toml")
@@ -63,6 +73,7 @@ class Marker:
     boots: frozenset[int] | None = None  # None: every boot
     same_across_boots: tuple[str, ...] = ()
     expect: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
+    max_count: int | None = None  # arrivals allowed per boot (policy.py)
 
     @property
     def id(self) -> str:
@@ -89,6 +100,8 @@ class BootContract:
     timeout: float
     kernel_args: tuple[str, ...] = ()
     failure_grace: float = 0.5
+    policy: BootPolicy = field(default_factory=BootPolicy)
+    phases: tuple[Phase, ...] = ()
 
     @property
     def required(self) -> tuple[Marker, ...]:
@@ -130,6 +143,10 @@ class Contract:
     failures: tuple[Pattern, ...]
     failure_grace: float
     source: str = "<data>"
+    policy: MatchPolicy = field(default_factory=MatchPolicy)
+    phases: tuple[Phase, ...] = ()
+    profiles: Mapping[str, Profile] = field(default_factory=dict)
+    profile_name: str | None = None  # the profile applied by with_profile()
 
     @classmethod
     def load(cls, path: Path | None = None) -> Contract:
@@ -171,7 +188,33 @@ class Contract:
             timeout=spec.timeout,
             kernel_args=spec.kernel_args,
             failure_grace=self.failure_grace,
+            policy=self.policy.for_boot(
+                number, [m.pattern for m in self.markers] + [*self.failures]
+            ),
+            phases=self.phases,
         )
+
+    def profile(self, name: str) -> Profile:
+        """The resolved profile ``name``; :data:`DEFAULT_PROFILE` is implied if not declared."""
+        if name in self.profiles:
+            return self.profiles[name]
+        if name == DEFAULT_PROFILE:
+            return Profile(DEFAULT_PROFILE, chain=(DEFAULT_PROFILE,))
+        known = ", ".join(self.profiles) or "none declared"
+        raise ContractError(f"{self.source}: no profile {name!r} (profiles: {known})")
+
+    def with_profile(self, name: str) -> Contract:
+        """This contract with profile ``name``'s required-marker choices applied."""
+        profile = self.profile(name)
+        markers = profile.apply(self.markers)
+        if self.phases:
+            check_coverage(
+                self.phases, markers, fail=lambda m: ContractError(f"profile {name!r}: {m}")
+            )
+        for number in self.boot_numbers:
+            if not any(m.required and m.in_boot(number) for m in markers):
+                raise ContractError(f"profile {name!r}: boot {number} has no required marker")
+        return dataclasses.replace(self, markers=markers, profile_name=name)
 
 
 class _Parser:
@@ -185,7 +228,17 @@ class _Parser:
         version = data.get("version", SUPPORTED_VERSION)
         if version != SUPPORTED_VERSION:
             raise self.fail(f"version {version!r} is not supported (expected {SUPPORTED_VERSION})")
-        unknown = set(data) - {"version", "run", "boot", "marker", "failure"}
+        unknown = set(data) - {
+            "version",
+            "run",
+            "boot",
+            "marker",
+            "failure",
+            "forbidden",
+            "match",
+            "phase",
+            "profile",
+        }
         if unknown:
             raise self.fail(f"unknown top-level keys: {sorted(unknown)}")
         run = data.get("run", {})
@@ -207,7 +260,16 @@ class _Parser:
         for number in numbers:
             if not any(m.required and m.in_boot(number) for m in markers):
                 raise self.fail(f"boot {number} has no required marker")
-        return Contract(boots, markers, failures, grace, self.source)
+        policy = parse_policy(
+            data, fail=self.fail, pattern_of=self.pattern, boot_numbers=set(numbers)
+        )
+        ids += [f.id for f in policy.forbidden]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise self.fail(f"duplicate ids: {duplicates}")
+        phases = parse_phases(data, fail=self.fail, markers=markers)
+        profiles = parse_profiles(data, fail=self.fail, marker_ids={m.id for m in markers})
+        return Contract(boots, markers, failures, grace, self.source, policy, phases, profiles)
 
     def entries(self, data: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
         value = data.get(key, [])
@@ -265,6 +327,7 @@ class _Parser:
             "boots",
             "same_across_boots",
             "expect",
+            "max_count",
         }
         self.no_extra(entry, allowed, "marker")
         pattern = self.pattern(entry, "marker")
@@ -275,17 +338,8 @@ class _Parser:
         timeout = entry.get("timeout")
         if timeout is not None:
             timeout = self.number(timeout, f"{where} timeout")
-        boots_value = entry.get("boots")
-        boots = None
-        if boots_value is not None:
-            if not isinstance(boots_value, list) or not all(
-                isinstance(b, int) for b in boots_value
-            ):
-                raise self.fail(f"{where}: boots must be a list of boot numbers")
-            missing = set(boots_value) - boot_numbers
-            if missing:
-                raise self.fail(f"{where}: boots {sorted(missing)} are not defined")
-            boots = frozenset(boots_value)
+        boots = parse_boots(entry.get("boots"), where, fail=self.fail, boot_numbers=boot_numbers)
+        max_count = parse_max_count(entry.get("max_count"), where, fail=self.fail)
         groups = set(pattern.regex.groupindex)
         same = entry.get("same_across_boots", [])
         if not isinstance(same, list) or not all(isinstance(g, str) for g in same):
@@ -310,4 +364,4 @@ class _Parser:
                 if group not in groups:
                     raise self.fail(f"{where}: expect.{key} names {group!r}, not a regex group")
             expect[number] = dict(values)
-        return Marker(pattern, required, timeout, boots, tuple(same), expect)
+        return Marker(pattern, required, timeout, boots, tuple(same), expect, max_count)

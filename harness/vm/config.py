@@ -124,6 +124,8 @@ class MachineConfig:
         devices: extra ``-device`` values (``virtio-rng-device``).
         extra_args: raw arguments appended last (escape hatch for experiments).
         accel: ``auto`` (KVM if usable for this arch, else TCG), ``kvm`` or ``tcg``.
+        icount: ``-icount`` value (``shift=auto``): a deterministic instruction clock; TCG
+            only, so ``accel="auto"`` becomes ``tcg`` and ``accel="kvm"`` is an error.
         virtio_suffix: ``device`` (virtio-mmio, ``virt``) or ``pci``.
         no_reboot: ``-no-reboot``: a guest reboot or panic ends QEMU, so each boot is one
             process and a reboot on the same disk is a new process.
@@ -146,6 +148,7 @@ class MachineConfig:
     devices: tuple[str, ...] = ()
     extra_args: tuple[str, ...] = ()
     accel: Accel = "auto"
+    icount: str | None = None
     virtio_suffix: str | None = None
     no_reboot: bool = True
     start_paused: bool = False
@@ -164,6 +167,12 @@ class MachineConfig:
             raise ConfigError(f"MachineConfig.memory_mib={self.memory_mib}: 16..65536")
         if not 1 <= self.smp <= 64:
             raise ConfigError(f"MachineConfig.smp={self.smp}: 1..64")
+        if self.icount is not None:
+            if not self.icount or any(c.isspace() for c in self.icount):
+                raise ConfigError(f"MachineConfig.icount={self.icount!r}: e.g. 'shift=auto'")
+            if self.accel == "kvm":
+                raise ConfigError("MachineConfig.icount needs TCG; accel='kvm' contradicts it")
+            object.__setattr__(self, "accel", "tcg")  # "auto" may only choose TCG here
         for name in ("kernel", "initramfs", "debug_qmp_socket"):
             value = getattr(self, name)
             if value is not None:

@@ -64,6 +64,10 @@ def build_argv(
     argv += list(config.defaults.firmware)
     argv += ["-accel", accel.name]
     argv += ["-cpu", "host" if accel.is_kvm else config.tcg_cpu]
+    if config.icount is not None:
+        if accel.is_kvm:
+            raise ConfigError(f"-icount {config.icount} needs TCG, but {accel.name} was chosen")
+        argv += ["-icount", config.icount]
     argv += ["-smp", str(config.smp), "-m", str(config.memory_mib)]
     if config.no_reboot:
         argv.append("-no-reboot")

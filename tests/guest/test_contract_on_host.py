@@ -112,3 +112,18 @@ def test_every_text_marker_is_spelled_out_in_the_guest():
     assert "SELFTEST: statefs deny ok" in texts  # control: the list is the contract's
     for text in texts:
         assert f'"{text}"' in sources, text
+
+
+def test_an_open_door_policy_fails_the_deny_proof(guest_run, capfd, monkeypatch):
+    """A mutant statefsd whose policy allows everything: the deny step must FAIL, naming the
+    first attempt that got through, and the boot record must not be claimed unchanged."""
+    from guest.statefsd.policy import Policy
+
+    monkeypatch.setattr(Policy, "allows", lambda self, uid, right, key: True)
+    passed, lines = run_boot(guest_run, 1, NONCE, capfd)
+    assert not passed
+    assert "SELFTEST: statefs deny ok" not in lines
+    fail = [line for line in lines if line.startswith("SELFTEST: statefs deny FAIL")]
+    assert fail == ["SELFTEST: statefs deny FAIL app: read device key seed gave success, "
+                    "expected EACCES"], lines  # fmt: skip
+    assert judge(lines, 1).failure.pattern_id == "selftest-fail"

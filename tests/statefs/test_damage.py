@@ -11,7 +11,6 @@ from guest.statefs import (
     StatefsError,
     Store,
     StoreConfig,
-    UnformattedError,
     check_device,
 )
 from guest.statefs.layout import RECORD_HEADER_BYTES, SUPERBLOCK_BYTES
@@ -127,12 +126,15 @@ def test_one_damaged_superblock_copy_falls_back_to_the_other():
     reopened = open_image(flip(image, 1 * SS + 20))
     assert reopened.list() == ["/state/a", "/state/b", "/state/c"]
     assert any("slot 1: crc mismatch" in warning for warning in reopened.fsck().warnings)
-    # Damage the current copy (what a torn superblock write leaves): the older copy names the
-    # state of the previous compaction, whole; later commits are lost (docs: durability caveats).
-    fallback = open_image(flip(image, 0 * SS + 20), read_only=True)
-    assert fallback.superblock.generation == 4
-    assert fallback.list() == ["/state/a", "/state/b"]
-    assert any("slot 0: crc mismatch" in warning for warning in fallback.fsck().warnings)
+    # Damage the current copy after a commit was appended under it (bit rot, not a tear): the
+    # older copy alone would drop /state/c; the commit proves the newer copy was whole, so it
+    # is rebuilt (exactly) and nothing is lost.
+    rotted = flip(image, 0 * SS + 20)
+    rebuilt = open_image(rotted, read_only=True)
+    assert rebuilt.superblock == store.superblock
+    assert rebuilt.list() == ["/state/a", "/state/b", "/state/c"]
+    assert "slot 0 (crc mismatch) was current" in rebuilt.rebuilt
+    assert any("1 commit groups" in warning for warning in rebuilt.fsck().warnings)
     # Both damaged: nothing valid remains, and that is an error, not an empty store.
     with pytest.raises(CorruptionError, match="no valid superblock"):
         open_image(flip(flip(image, 20), SS + 20))
@@ -157,12 +159,87 @@ def test_superblock_with_a_bad_field_but_good_crc_is_rejected():
 
 
 def test_garbage_disk_is_unformatted():
+    """Random bytes are somebody's data, not a blank disk: open and open_or_format refuse with
+    EMEDIUMTYPE and write nothing; only the explicit format overwrites."""
     import random
 
     rng = random.Random(1)
     image = bytes(rng.getrandbits(8) for _ in range(4096 * SS))
-    with pytest.raises(UnformattedError):
+    with pytest.raises(StatefsError) as info:
         open_image(image)
+    assert info.value.errno == errno.EMEDIUMTYPE
+    assert "non-zero data at LBA 0" in str(info.value)
+    dev = MemoryBlockDevice.from_image(image, SS)
+    with pytest.raises(StatefsError) as info:
+        Store.open_or_format(dev)
+    assert info.value.errno == errno.EMEDIUMTYPE
+    assert bytes(dev.data) == image, "a refused format must write nothing"
+    formatted = Store.format(dev)
+    assert len(formatted) == 0 and Store.open(dev).list() == []
+
+
+def foreign_image(kind: str, sectors: int = 4096, ss: int = SS) -> bytes:
+    """A device holding something that is not a statefs store."""
+    image = bytearray(sectors * ss)
+    if kind == "mbr":
+        image[446:462] = (
+            bytes([0x80, 0, 2, 0, 0x83, 0xFE, 0xFF, 0xFF])
+            + (2048).to_bytes(4, "little")
+            + (2000).to_bytes(4, "little")
+        )
+        image[510:512] = b"\x55\xaa"
+    elif kind == "ext4":
+        superblock = 1024
+        image[superblock : superblock + 4] = (1024).to_bytes(4, "little")  # inodes
+        image[superblock + 24 : superblock + 28] = (2).to_bytes(4, "little")  # 4 KiB blocks
+        image[superblock + 56 : superblock + 58] = b"\x53\xef"
+    elif kind == "one byte":
+        image[3 * ss + 100] = 1  # inside no superblock slot; LBA 3 is no region start either
+        image[2 * ss + 7] = 1  # the first sector of region 0
+    return bytes(image)
+
+
+@pytest.mark.parametrize(
+    ("kind", "ss", "found"),
+    [
+        ("mbr", 512, "an MBR partition table"),
+        ("ext4", 512, "an ext2/3/4 superblock"),
+        ("ext4", 4096, "an ext2/3/4 superblock"),
+        ("one byte", 512, "non-zero data at LBA 2"),
+    ],
+)
+def test_a_device_holding_other_data_is_never_formatted(kind, ss, found):
+    image = foreign_image(kind, 4096 if ss == 512 else 512, ss)
+    dev = MemoryBlockDevice.from_image(image, ss)
+    with pytest.raises(StatefsError) as info:
+        Store.open_or_format(dev)
+    assert info.value.errno == errno.EMEDIUMTYPE
+    assert found in info.value.strerror
+    assert bytes(dev.data) == image
+
+
+def test_a_blank_device_and_a_torn_first_format_are_formatted():
+    for image in (bytes(4096 * SS), None):
+        dev = MemoryBlockDevice(SS, 4096) if image is None else MemoryBlockDevice.from_image(image)
+        store, formatted = Store.open_or_format(dev)
+        assert formatted and len(store) == 0
+    # A first format cut during its first superblock write, however the write tore.
+    probe = CrashDevice(SS, 4096)
+    probe.schedule_power_cut(1)  # after the first superblock write, before its flush
+    with pytest.raises(PowerCut):
+        Store.format(probe, volume_id=VOLUME_ID, epoch=EPOCH)
+    first = probe.volatile[0]
+    assert first.lba == 1 and len(probe.volatile) == 1
+    outcomes = []
+    for cut in (1, 4, 8, 20, 40, 67):
+        for new_head in (True, False):
+            torn = probe.image_with((0,), torn=(0, cut), new_head=new_head)
+            dev = MemoryBlockDevice.from_image(torn, SS)
+            store, formatted = Store.open_or_format(dev)  # a tear keeping every byte: opens
+            assert len(store) == 0
+            assert Store.open(dev).superblock == store.superblock
+            outcomes.append(formatted)
+    assert outcomes.count(True) >= 10
 
 
 def test_garbage_journal_behind_a_valid_superblock_replays_to_empty():
@@ -238,6 +315,45 @@ def test_seal_prevents_resurrection_of_a_torn_group(monkeypatch):
     assert "/state/x" not in scenario()
     monkeypatch.setattr(Store, "_seal", lambda self: None)
     assert "/state/x" in scenario(), "the mutant without a seal should resurrect /state/x"
+
+
+def test_bit_rot_in_the_current_superblock_never_drops_later_commits():
+    """The newest copy rots after several groups were appended: every group survives, the
+    store keeps working, and its next superblock write replaces the damaged copy."""
+    store = new_store()
+    store.put("/state/a", b"1")
+    store.sync()
+    store.compact()  # slot 1: reservation (gen 2), slot 0: the switch (gen 3)
+    for index in range(5):
+        store.put(f"/state/late{index}", bytes([index]) * 700)
+        store.sync()
+    expected = {key: store.get(key) for key in store.list()}
+    rotted = open_image(flip(bytes(store._dev.data), 0 * SS + 40, 0x10))
+    assert {key: rotted.get(key) for key in rotted.list()} == expected
+    assert "5 commit groups (seq 2..6" in rotted.rebuilt
+    rotted.put("/state/after", b"x")
+    rotted.sync()
+    rotted.compact()  # rewrites the damaged slot first (its reservation), then the other
+    again = crash_and_reopen(rotted)
+    assert again.rebuilt == ""
+    assert again.list() == sorted([*expected, "/state/after"])
+    assert again.fsck().ok and not again.fsck().warnings
+
+
+def test_a_torn_switch_with_nothing_appended_falls_back_to_the_older_copy():
+    """The same damage with no commit group after the snapshot is what a torn switch leaves:
+    the older copy is the state (the compaction did not happen), and fsck says so."""
+    store = new_store()
+    store.put("/state/a", b"1")
+    store.sync()
+    store.compact()
+    store.put("/state/b", b"2")  # pending: committed by the compaction's snapshot only
+    store.compact()
+    fallback = open_image(flip(bytes(store._dev.data), 0 * SS + 20), read_only=True)
+    assert fallback.rebuilt == ""
+    assert fallback.list() == ["/state/a"]
+    warnings = fallback.fsck().warnings
+    assert any("no commit groups were appended under it" in warning for warning in warnings)
 
 
 def test_superblock_struct_is_68_bytes():

@@ -22,6 +22,7 @@ from pathlib import Path
 from guest.statefs import StoreConfig
 from guest.statefs.blockdev import BlockDevice
 from guest.statefsd.client import StatefsClient
+from guest.statefsd.policy import Policy
 from guest.statefsd.server import StatefsServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,9 +36,10 @@ class ThreadedStatefsd:
         open_device: Callable[[], BlockDevice],
         socket_path: str | os.PathLike[str],
         config: StoreConfig | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.socket_path = str(socket_path)
-        self.server = StatefsServer(open_device, self.socket_path, config=config)
+        self.server = StatefsServer(open_device, self.socket_path, config=config, policy=policy)
         self.formatted = self.server.open_store()
         self.server.listen()
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

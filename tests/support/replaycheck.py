@@ -36,6 +36,9 @@ class Opened:
     bytes_read: int
     record_limit: int = 0
     region_bytes: int = 0
+    #: The superblock copy not in use was damaged: open may also read the other region once,
+    #: to find out whether the damaged copy had been current (docs: "Superblock copies").
+    peer_damaged: bool = False
 
 
 def open_image(image: bytes, sector_size: int) -> Opened:
@@ -61,20 +64,27 @@ def open_image(image: bytes, sector_size: int) -> Opened:
         return Opened(None, error, seconds, peak, plan.bytes_read)
     state = {key: store.get(key) for key in store.list()}
     sb = store.superblock
+    peer_damaged = store._peer_damaged
     store.close(sync=False)
-    return Opened(state, None, seconds, peak, plan.bytes_read, sb.record_limit, sb.region_bytes)
+    return Opened(
+        state, None, seconds, peak, plan.bytes_read, sb.record_limit, sb.region_bytes, peer_damaged
+    )
 
 
 def check_bounds(opened: Opened, image_bytes: int, sector_size: int) -> None:
     """The documented bounds: time, memory proportional to the device (never more), and device
-    bytes read at most the superblocks, one region, and the damage-scan window."""
+    bytes read at most the superblocks, one region, and the damage-scan window (and the other
+    region once more when a superblock copy is damaged)."""
     assert opened.seconds < MAX_OPEN_SECONDS, f"open took {opened.seconds:.2f} s"
     assert opened.peak_bytes <= 4 * image_bytes + (1 << 20), (
         f"open used {opened.peak_bytes} bytes for a {image_bytes}-byte device"
     )
     if opened.state is not None:
         limit = (
-            SUPERBLOCK_SLOTS * sector_size + opened.region_bytes + opened.record_limit + sector_size
+            SUPERBLOCK_SLOTS * sector_size
+            + opened.region_bytes * (2 if opened.peer_damaged else 1)
+            + opened.record_limit
+            + sector_size
         )
         assert opened.bytes_read <= limit, f"read {opened.bytes_read} bytes, bound {limit}"
     else:

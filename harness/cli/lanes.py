@@ -1,0 +1,152 @@
+"""What ``run`` adds for CI lanes: ``--profile``, the QEMU settings a profile may fix
+(``--smp``, ``--memory-mib``, ``--icount``), ``--until-phase`` and ``--junit``.
+
+Kept apart from :mod:`harness.cli.run` so the run command stays a sequence of steps: resolve
+the lane (profile against caller settings, an error on a contradiction), run, write JUnit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.contract.junit import JunitBoot, write_junit
+from harness.contract.phases import phase_named
+from harness.contract.profiles import DEFAULT_PROFILE, Settings
+from harness.contract.spec import Contract
+from harness.deadline import MULTIPLIER_ENV, parse_multiplier
+from harness.errors import ConfigError
+
+
+def add_lane_options(parser: argparse.ArgumentParser) -> None:
+    """The ``lane`` option group of ``run``."""
+    group = parser.add_argument_group("lane (profiles, phases, JUnit)")
+    group.add_argument(
+        "--profile",
+        default=DEFAULT_PROFILE,
+        help="contract profile: QEMU settings and required markers (default: default)",
+    )
+    group.add_argument("--smp", type=int, default=None, help="vCPUs (a profile may fix it)")
+    group.add_argument(
+        "--memory-mib", type=int, default=None, help="guest RAM in MiB (a profile may fix it)"
+    )
+    group.add_argument(
+        "--icount",
+        default=None,
+        metavar="VALUE",
+        help="QEMU -icount value, e.g. shift=auto (TCG; a profile may fix it)",
+    )
+    group.add_argument(
+        "--until-phase",
+        default=None,
+        metavar="NAME",
+        help="stop once this contract phase is complete (RUN_PHASE)",
+    )
+    group.add_argument(
+        "--junit",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write a JUnit XML file: a suite per boot, a case per marker (JUNIT_XML)",
+    )
+
+
+def caller_multiplier(args: argparse.Namespace) -> float | None:
+    """The timeout multiplier the caller set (flag, then environment), or ``None``."""
+    if args.timeout_multiplier is not None:
+        return float(args.timeout_multiplier)
+    env = os.environ.get(MULTIPLIER_ENV)
+    if env:
+        try:
+            return parse_multiplier(env)
+        except ConfigError as exc:
+            raise ConfigError(f"${MULTIPLIER_ENV}: {exc}") from None
+    return None
+
+
+@dataclass(frozen=True)
+class Lane:
+    """The resolved lane of a run: the contract with its profile applied, and settings."""
+
+    contract: Contract
+    settings: Settings
+
+    @property
+    def multiplier(self) -> float:
+        return self.settings.timeout_multiplier or 1.0
+
+    def config_overrides(self) -> dict[str, Any]:
+        """MachineConfig fields the lane sets (others keep the image's defaults)."""
+        values = {
+            "smp": self.settings.smp,
+            "memory_mib": self.settings.memory_mib,
+            "icount": self.settings.icount,
+        }
+        return {k: v for k, v in values.items() if v is not None}
+
+
+def resolve_lane(args: argparse.Namespace, contract: Contract) -> Lane:
+    """Apply ``--profile`` to ``contract`` and check the caller's settings against it."""
+    profile = contract.profile(args.profile)
+    caller = Settings(
+        smp=args.smp,
+        memory_mib=args.memory_mib,
+        icount=args.icount,
+        timeout_multiplier=caller_multiplier(args),
+    )
+    settings = profile.resolve(caller, accel=args.accel)
+    lane_contract = contract.with_profile(args.profile)
+    if args.until_phase is not None:
+        phase_named(lane_contract.phases, args.until_phase)
+    return Lane(lane_contract, settings)
+
+
+def junit_from_run(
+    path: Path,
+    lane: Lane,
+    boots: list[Any],
+    expected: list[int],
+    *,
+    run_name: str,
+    nonce: str,
+) -> Path:
+    """Write ``--junit`` from the live boot results (``BootResult``)."""
+    records = [
+        JunitBoot(
+            boot.number,
+            boot.matcher,
+            duration=None if boot.exit is None else boot.exit.at,
+            note="" if boot.exit is None else f"{boot.exit.describe()} ({boot.accel})",
+        )
+        for boot in boots
+    ]
+    return write_junit(
+        path,
+        records,
+        lane.contract,
+        expected_boots=expected,
+        properties={"run": run_name, "nonce": nonce, "profile": lane.contract.profile_name},
+    )
+
+
+def junit_from_replay(path: Path, lane: Lane, run_dir: Path, expected: list[int]) -> Path | None:
+    """Write ``--junit`` from what a run directory recorded (a run that was interrupted)."""
+    from harness.contract.history import replay
+
+    try:
+        replayed = replay(run_dir, lane.contract)
+    except ConfigError:
+        return None  # no boot was recorded: nothing to report per marker
+    records = [
+        JunitBoot(b.number, b.matcher, note="replayed from the run directory") for b in replayed
+    ]
+    return write_junit(
+        path,
+        records,
+        lane.contract,
+        expected_boots=expected,
+        properties={"run": run_dir.name, "profile": lane.contract.profile_name},
+    )
