@@ -3,7 +3,8 @@
 Parameters (kernel command line): ``sq.boot=N`` (1 for a fresh disk, 2.. for a reboot on the
 same disk), ``sq.nonce=<hex>`` (the same in every boot of a run), ``sq.disk=/dev/vda``,
 ``sq.format=force`` (statefsd may format a disk that is neither blank nor a store; without it
-statefsd refuses such a disk with ``statefsd: fatal EMEDIUMTYPE ...``).
+statefsd refuses such a disk with ``statefsd: fatal EMEDIUMTYPE ...``), ``sq.fail=<step>`` (the
+selftest fails that step on purpose, see ``guest.selftest.checks``).
 """
 
 import os
@@ -37,6 +38,7 @@ class ContractParams:
         if fmt not in ("", "force"):
             raise ValueError(f"sq.format must be 'force' or absent, got {fmt!r}")
         self.force_format = fmt == "force"
+        self.fail_step = params.get("sq.fail", "")
 
 
 def wait_for(path: str, timeout: float) -> None:
@@ -101,7 +103,11 @@ def run_contract(raw_params: dict[str, str]) -> None:
     try:
         services.start_all()
         passed = Selftest(
-            boot=params.boot, nonce=params.nonce, restart=services.restart, sockets=sockets
+            boot=params.boot,
+            nonce=params.nonce,
+            restart=services.restart,
+            sockets=sockets,
+            fail_step=params.fail_step,
         ).run()
         supervisor.check()
     finally:
@@ -111,10 +117,11 @@ def run_contract(raw_params: dict[str, str]) -> None:
 
 def run_powercut_boot(raw_params: dict[str, str]) -> None:
     """``sq.mode=powercut``: statefsd only, then check-and-write until the power is cut."""
-    from guest.selftest.powercut import run_powercut
+    from guest.selftest.powercut import limit_requests, run_powercut
 
     params = ContractParams(raw_params)
     probe_disk(params.disk)
+    limit_requests(raw_params, params.disk)
     sockets = runtime.prepare(params.disk)
     supervisor = Supervisor()
     try:

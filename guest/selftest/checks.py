@@ -23,7 +23,10 @@ Every ``ok`` marker follows a read-back that could have failed:
     what the previous boot recorded last (its nonce, key fingerprint, bootctl state and a value
     digest) is what this boot finds, before it changes anything.
 
-A failed proof prints ``SELFTEST: <name> FAIL <reason>`` and ends the run. Each marker is
+A failed proof prints ``SELFTEST: <name> FAIL <reason>`` and ends the run. ``sq.fail=<name>``
+(the step's name with ``-`` for spaces, e.g. ``sq.fail=statefs-persist``) fails that step on
+purpose before it runs: a boot whose failure is known, for testing the harness's failure paths
+(a recorded failing boot must replay to the same FAIL line). Each marker is
 spelled out in full where it is printed (the step table in :meth:`Selftest.run`), so a marker
 in a console log can be searched for in this file.
 """
@@ -88,9 +91,16 @@ class Selftest:
     """Runs the proofs of one boot. ``restart`` stops and starts every service."""
 
     def __init__(
-        self, *, boot: int, nonce: str, restart: Callable[[], None], sockets: Sockets | None = None
+        self,
+        *,
+        boot: int,
+        nonce: str,
+        restart: Callable[[], None],
+        sockets: Sockets | None = None,
+        fail_step: str = "",
     ) -> None:
         self.boot = boot
+        self.fail_step = fail_step
         self.nonce = nonce
         self.restart = restart
         self.sockets = sockets or Sockets()
@@ -130,6 +140,8 @@ class Selftest:
         ]
         for name, step, marker in steps:
             try:
+                if name.replace(" ", "-") == self.fail_step:
+                    raise CheckFailed("on purpose (sq.fail)")
                 step()
             except CheckFailed as exc:
                 emit(f"SELFTEST: {name} FAIL {exc}")

@@ -4,9 +4,18 @@ Normalizing once, at the API boundary, means the journal and the in-memory index
 normal keys: ``/state//boot/`` and ``/state/boot`` are the same key, and a key that cannot be
 normalized (``..``, NUL, invalid UTF-8, control characters, too long) is rejected with an errno
 before it can reach the disk. Limits are named constants quoted by ``docs/storage/statefs.md``.
+
+Keys get printed: in logs, on the serial console, by the offline tool. So a key may not hold
+what a terminal or a text renderer would act on instead of showing: the C0 and C1 control
+characters and DEL (``\x1b[2J`` and its one-character form ``\x9b2J`` clear a screen), the
+line and paragraph separators U+2028 and U+2029, and the bidirectional formatting characters
+(U+061C, U+200E, U+200F, U+202A..U+202E, U+2066..U+2069), with which ``/state/a\u202etxt.exe``
+displays as something it is not. Everything else in Unicode is allowed, byte for byte: keys are
+not Unicode-normalized (NFC and NFD spellings are two keys).
 """
 
 import errno
+import re
 
 from guest.statefs.errors import StatefsError
 
@@ -18,7 +27,17 @@ MAX_NAME_BYTES = 255
 #: Longest raw input accepted for normalization (PATH_MAX); bounds the work done on bad input.
 MAX_RAW_KEY_BYTES = 4096
 
-_FORBIDDEN = {chr(code) for code in range(0x20)} | {"\x7f"}
+#: Characters no key may hold (see the module docstring): C0, DEL, C1, U+2028/U+2029, and
+#: the bidirectional formatting characters.
+FORBIDDEN_CHARACTERS = frozenset(
+    [chr(code) for code in (*range(0x20), *range(0x7F, 0xA0))]
+    + ["\u061c", "\u200e", "\u200f", "\u2028", "\u2029"]
+    + [chr(code) for code in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))]
+)
+_FORBIDDEN = FORBIDDEN_CHARACTERS
+
+#: An ASCII key in normal form, in one regular expression (replay's and put's fast path).
+NORMAL_ASCII_KEY = re.compile(r"/state(?:/(?!\.\.?(?:/|$))[^/\x00-\x1f\x7f]{1,255})+")
 
 
 def _as_text(key: object) -> str:
@@ -41,7 +60,12 @@ def _components(text: str) -> list[str]:
     if not text.startswith("/"):
         raise StatefsError(errno.EINVAL, f"key must be an absolute path under {STATE_ROOT}/")
     if not _FORBIDDEN.isdisjoint(text):
-        raise StatefsError(errno.EINVAL, "key contains NUL or a control character")
+        found = min(_FORBIDDEN.intersection(text))
+        raise StatefsError(
+            errno.EINVAL,
+            f"key contains U+{ord(found):04X}: NUL, a control character, a line separator or a "
+            "bidirectional formatting character",
+        )
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -81,3 +105,13 @@ def normalize_prefix(prefix: str | bytes) -> str:
     if len(normal.encode("utf-8")) > MAX_KEY_BYTES:
         raise StatefsError(errno.ENAMETOOLONG, f"prefix longer than {MAX_KEY_BYTES} bytes")
     return normal
+
+
+def is_normal_key(key: str) -> bool:
+    """True if ``key`` is already in normal form (fast path for ASCII keys)."""
+    if key.isascii():
+        return NORMAL_ASCII_KEY.fullmatch(key) is not None and len(key) <= MAX_KEY_BYTES
+    try:
+        return normalize_key(key) == key
+    except OSError:
+        return False

@@ -18,8 +18,6 @@ record is at most ``record_limit`` bytes; the damage scan reads at most ``record
 sector past the end and verifies at most ``SCAN_CRC_BUDGET_RECORDS`` records' worth of bytes.
 """
 
-import re
-
 from guest.statefs.crc import crc32c
 from guest.statefs.errors import CorruptionError
 from guest.statefs.layout import (
@@ -37,7 +35,7 @@ from guest.statefs.layout import (
     Superblock,
     round_up,
 )
-from guest.statefs.paths import MAX_KEY_BYTES, normalize_key
+from guest.statefs.paths import MAX_KEY_BYTES, NORMAL_ASCII_KEY, is_normal_key
 
 RECORD_NAMES = tuple(name for name, _, _ in RECORD_FIELDS)
 
@@ -45,18 +43,6 @@ RECORD_NAMES = tuple(name for name, _, _ in RECORD_FIELDS)
 READ_CHUNK_BYTES = 1 << 20
 #: The damage scan verifies at most this many largest-records' worth of CRC bytes.
 SCAN_CRC_BUDGET_RECORDS = 4
-
-_FAST_KEY = re.compile(r"/state(?:/(?!\.\.?(?:/|$))[^/\x00-\x1f\x7f]{1,255})+")
-
-
-def is_normal_key(key: str) -> bool:
-    """True if ``key`` is already in normal form (fast path for ASCII keys)."""
-    if key.isascii():
-        return _FAST_KEY.fullmatch(key) is not None and len(key) <= MAX_KEY_BYTES
-    try:
-        return normalize_key(key) == key
-    except OSError:
-        return False
 
 
 class ReplayResult:
@@ -162,7 +148,7 @@ def _apply_ops(data: bytes, pos: int, end: int, op_count: int, live: dict[str, b
     delta = 0
     unpack_op = OP_HEADER.unpack_from
     header = OP_HEADER_BYTES
-    fast_key = _FAST_KEY.fullmatch
+    fast_key = NORMAL_ASCII_KEY.fullmatch
     get = live.get
     for _ in range(op_count):
         if pos + header > end:

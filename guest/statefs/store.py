@@ -48,8 +48,8 @@ from guest.statefs.layout import (
     encode_record,
     min_record_limit,
 )
-from guest.statefs.paths import normalize_key, normalize_prefix
-from guest.statefs.replay import ReplayResult, is_normal_key, replay
+from guest.statefs.paths import is_normal_key, normalize_key, normalize_prefix
+from guest.statefs.replay import ReplayResult, replay
 from guest.statefs.superblock import read_slots
 from guest.statefs.superblock import select as select_superblock
 from guest.values import Value

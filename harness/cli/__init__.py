@@ -11,13 +11,16 @@ Commands:
              what was missing, which line failed.
 ``diff``     compare two runs: missing and extra markers, order, timing drift, the first
              diverging console line.
+``replay``   replay one boot of a run recorded with ``run --record``, instruction for
+             instruction, and compare its console with the recorded one byte for byte
+             (``--gdb``: paused, with QEMU's gdb stub).
 ``powercut`` a power-cut campaign: cut the VM's power while it writes, boot again on the same
              disk, check that every acknowledged write survived (:mod:`harness.powercut`).
 
 Each subcommand module (:mod:`.run`, :mod:`.boot`, :mod:`.image`, :mod:`.markers`,
-:mod:`.diff`, :mod:`.powercut`) declares its parser and runs it; :mod:`.common` holds the VM
-options (declared once) and the set-up the VM-booting commands share; :mod:`.lanes` the
-profile, phase and JUnit options of ``run``.
+:mod:`.diff`, :mod:`.powercut`, :mod:`.replay`) declares its parser and runs it;
+:mod:`.common` holds the VM options (declared once) and the set-up the VM-booting commands
+share; :mod:`.lanes` the profile, phase and JUnit options of ``run``.
 
 Exit codes: 0 passed, 1 the contract failed, 2 a harness problem (configuration, QEMU or the
 image missing, QEMU failing to start), 130 interrupted.
@@ -31,7 +34,7 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
-from harness.cli import boot, crashstates, diff, image, markers, powercut, run
+from harness.cli import boot, crashstates, diff, image, markers, powercut, replay, run
 from harness.cli.common import EXIT_FAILED, EXIT_HARNESS, EXIT_INTERRUPTED, EXIT_PASSED
 from harness.errors import HarnessError, Terminated
 
@@ -51,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="log harness internals to stderr (-vv: QMP traffic too)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (run, boot, image, markers, diff, powercut, crashstates):
+    for module in (run, boot, image, markers, diff, powercut, crashstates, replay):
         module.add_parser(commands)
     return parser
 

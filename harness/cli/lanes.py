@@ -98,6 +98,7 @@ def resolve_lane(args: argparse.Namespace, contract: Contract) -> Lane:
         memory_mib=args.memory_mib,
         icount=args.icount,
         timeout_multiplier=caller_multiplier(args),
+        record=True if getattr(args, "record", False) else None,
     )
     settings = profile.resolve(caller, accel=args.accel)
     lane_contract = contract.with_profile(args.profile)
@@ -130,6 +131,7 @@ def junit_from_run(
         records,
         lane.contract,
         expected_boots=expected,
+        run=f"marker-contract.{lane.contract.profile_name}",
         properties={"run": run_name, "nonce": nonce, "profile": lane.contract.profile_name},
     )
 
@@ -140,8 +142,10 @@ def junit_from_replay(path: Path, lane: Lane, run_dir: Path, expected: list[int]
 
     try:
         replayed = replay(run_dir, lane.contract)
-    except ConfigError:
-        return None  # no boot was recorded: nothing to report per marker
+    except (ConfigError, OSError):
+        # No boot was recorded: nothing to report per marker, and the interruption that got
+        # us here must stay the error the caller sees.
+        return None
     records = [
         JunitBoot(b.number, b.matcher, note="replayed from the run directory") for b in replayed
     ]
@@ -150,5 +154,6 @@ def junit_from_replay(path: Path, lane: Lane, run_dir: Path, expected: list[int]
         records,
         lane.contract,
         expected_boots=expected,
+        run=f"marker-contract.{lane.contract.profile_name}",
         properties={"run": run_dir.name, "profile": lane.contract.profile_name},
     )

@@ -10,6 +10,7 @@ from typing import Any
 from harness.artifacts import default_runs_dir, latest_run
 from harness.cli.common import EXIT_FAILED, EXIT_PASSED, add_contract_option
 from harness.contract.matcher import Outcome
+from harness.contract.profiles import DEFAULT_PROFILE, recorded_profile
 from harness.contract.progress import ProgressPrinter
 from harness.contract.spec import Contract
 from harness.errors import ConfigError
@@ -43,6 +44,18 @@ def add_parser(commands: Any) -> None:
         help="also draw the run: a lane per boot, markers at their arrival, failures, "
         "phases (needs matplotlib)",
     )
+    markers.add_argument(
+        "--junit",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also write the replayed verdicts as JUnit XML (a suite per boot, a case per marker)",
+    )
+    markers.add_argument(
+        "--profile",
+        default=None,
+        help="judge under this contract profile (default: the one run.json records)",
+    )
     add_contract_option(markers)
     markers.set_defaults(handler=command)
 
@@ -54,9 +67,11 @@ def command(args: argparse.Namespace) -> int:
     if path is None:
         raise ConfigError(f"no runs under {default_runs_dir()}; give a run directory")
     contract = Contract.load(args.contract)
+    profile = args.profile or recorded_profile(path) or DEFAULT_PROFILE
+    contract = contract.with_profile(profile)
     boots = replay(path, contract, boot=args.boot)
     out = ProgressPrinter()
-    out.say(f"run: {path}")
+    out.say(f"run: {path}  (profile {profile})")
     passed = True
     for boot in boots:
         passed = passed and boot.matcher.outcome is Outcome.PASSED
@@ -72,6 +87,19 @@ def command(args: argparse.Namespace) -> int:
 
         plot_run(boots, args.plot, title=f"run {path.name}", not_run=sorted(expected - seen))
         out.say(f"plot: {args.plot}")
+    if args.junit is not None:
+        from harness.contract.junit import JunitBoot, write_junit
+
+        records = [JunitBoot(b.number, b.matcher, note="replayed") for b in boots]
+        write_junit(
+            args.junit,
+            records,
+            contract,
+            expected_boots=sorted(expected),
+            run=f"marker-contract.{profile}",
+            properties={"run": path.name, "profile": profile},
+        )
+        out.say(f"junit: {args.junit}")
     if expected - seen:
         out.say(f"boots without a console record: {', '.join(map(str, sorted(expected - seen)))}")
         passed = False

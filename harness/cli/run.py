@@ -26,6 +26,7 @@ from harness.contract.progress import ProgressPrinter
 from harness.contract.runner import ContractRunner, RunOptions
 from harness.contract.spec import Contract
 from harness.vm.kernel_args import new_nonce, render
+from harness.vm.recording import RunRecorder, replay_command
 
 
 def add_parser(commands: Any) -> None:
@@ -61,6 +62,20 @@ def add_parser(commands: Any) -> None:
         help="run only these contract boots, e.g. 1 (default: all)",
     )
     run.add_argument("--nonce", default=None, help="sq.nonce to use (default: random)")
+    run.add_argument(
+        "--kernel-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="one more guest kernel argument, repeatable (sq.fail=statefs-persist fails that "
+        "selftest step on purpose)",
+    )
+    run.add_argument(
+        "--record",
+        action="store_true",
+        help="record every boot with QEMU record/replay (TCG, a qcow2 overlay per boot) so "
+        "`python -m harness replay RUN --boot N` can replay it exactly",
+    )
     run.add_argument(
         "--dry-run",
         action="store_true",
@@ -111,9 +126,14 @@ def command(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(out, args, contract, boots, nonce, multiplier)
 
-    session = start_vm_session(args, out, **lane.config_overrides())
+    session = start_vm_session(
+        args, out, kernel_args=tuple(args.kernel_arg), **lane.config_overrides()
+    )
     run_dir = session.run_dir
     out.say(f"run: {run_dir}  (nonce {nonce}, disk {session.disk})")
+    recorder = RunRecorder(run_dir, session.config) if lane.settings.record else None
+    if recorder is not None:
+        out.say(f"recording every boot into {recorder.dir} (TCG, {recorder.qemu})")
 
     def on_boot_start(number: int, machine: Any) -> None:
         out.say(f"boot {number}: starting QEMU ({machine.artifacts.path.name})")
@@ -135,6 +155,7 @@ def command(args: argparse.Namespace) -> int:
         progress=out,
         echo=echo,
         on_boot_start=on_boot_start,
+        recorder=recorder,
     )
     result = None
     try:
@@ -165,6 +186,11 @@ def command(args: argparse.Namespace) -> int:
     out.say(f"run directory: {run_dir}  (python -m harness markers {run_dir})")
     if args.junit is not None:
         out.say(f"junit: {args.junit}")
+    if recorder is not None and result.boots:
+        failed = next((b.number for b in result.boots if not b.passed), None)
+        number = failed if failed is not None else result.boots[0].number
+        what = f"replay the failing boot {number}" if failed is not None else "replay a boot"
+        out.say(f"{what}: {replay_command(run_dir, number)}")
     return EXIT_PASSED if result.passed else EXIT_FAILED
 
 
@@ -175,5 +201,6 @@ def _describe_lane(lane: Lane) -> str:
         f"{settings.memory_mib} MiB" if settings.memory_mib else "",
     ]
     parts.append(f"-icount {settings.icount}" if settings.icount else "")
+    parts.append("recorded (record/replay)" if settings.record else "")
     parts.append(f"timeouts x{lane.multiplier:g}")
     return f"profile: {lane.contract.profile_name} (" + ", ".join(p for p in parts if p) + ")"

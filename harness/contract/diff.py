@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.contract.history import ReplayedBoot, replay
+from harness.contract.profiles import DEFAULT_PROFILE, recorded_profile
 from harness.contract.spec import Contract
 
 _KERNEL_TIME = re.compile(r"\[\s*\d+\.\d+\]")
@@ -168,9 +169,12 @@ def diff_boot(number: int, a: ReplayedBoot | None, b: ReplayedBoot | None) -> Bo
 
 
 def diff_runs(a: Path, b: Path, contract: Contract) -> RunDiff:
-    """Replay both runs through ``contract`` and compare them boot by boot."""
-    boots_a = {boot.number: boot for boot in replay(a, contract)}
-    boots_b = {boot.number: boot for boot in replay(b, contract)}
+    """Replay both runs through ``contract`` (each under the profile its ``run.json``
+    records) and compare them boot by boot."""
+    lane_a = contract.with_profile(recorded_profile(a) or DEFAULT_PROFILE)
+    lane_b = contract.with_profile(recorded_profile(b) or DEFAULT_PROFILE)
+    boots_a = {boot.number: boot for boot in replay(a, lane_a)}
+    boots_b = {boot.number: boot for boot in replay(b, lane_b)}
     numbers = sorted(set(boots_a) | set(boots_b))
     return RunDiff(a, b, [diff_boot(n, boots_a.get(n), boots_b.get(n)) for n in numbers])
 

@@ -82,6 +82,9 @@ def _boot_suite(root: ET.Element, boot: JunitBoot, run: str, extra: Mapping[str,
     m = boot.matcher
     contract = m.contract
     classname = f"{run}.boot{boot.number}"
+    duration = boot.duration
+    if duration is None:  # a replayed boot: up to its last timed console line
+        duration = max((at for at, _ in m.lines if at is not None), default=None)
     element = ET.SubElement(root, "testsuite", {"name": f"boot{boot.number}"})
     phase = phase_summary(contract, m.arrivals, m.failure)
     _properties(
@@ -118,11 +121,11 @@ def _boot_suite(root: ET.Element, boot: JunitBoot, run: str, extra: Mapping[str,
         case = suite.case(f"strict:{namespace.strip()}", classname)
         if failure is not None and failure.pattern_id == f"unknown:{namespace.strip()}":
             suite.fail(case, "unknown-line", failure.reason, f"{failure.reason}\n\n{report}")
-    case = suite.case(OUTCOME_CASE, classname, boot.duration)
+    case = suite.case(OUTCOME_CASE, classname, duration)
     if m.outcome is not Outcome.PASSED:
         text = report + (f"\n  qemu: {boot.note}" if boot.note else "")
         suite.fail(case, m.outcome.value, f"{m.outcome.value.upper()}: {m.reason}", text)
-    suite.close(boot.duration)
+    suite.close(duration)
     return suite
 
 
@@ -160,7 +163,7 @@ def junit_xml(
     for key in ("tests", "failures", "skipped"):
         root.set(key, str(sum(s.counts[key] for s in suites)))
     root.set("errors", "0")
-    root.set("time", f"{sum(b.duration or 0.0 for b in boots):.3f}")
+    root.set("time", f"{sum(float(s.element.get('time', 0)) for s in suites):.3f}")
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 

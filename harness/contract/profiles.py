@@ -10,7 +10,8 @@ bug is reproduced in). A lane is data in ``contract.toml``::
     smp = 2
 
 A profile may set ``smp``, ``memory_mib``, ``icount`` (QEMU's ``-icount`` value; it implies
-TCG), ``timeout_multiplier``, and lists of marker ids it makes ``require``\\ d or ``optional``.
+TCG), ``record`` (QEMU record/replay of every boot, :mod:`harness.vm.recording`; TCG too),
+``timeout_multiplier``, and lists of marker ids it makes ``require``\\ d or ``optional``.
 ``extends`` inherits another profile's settings (the child's win; the lists add up).
 
 A caller setting (a command-line flag or ``$QEMU_TIMEOUT_MULTIPLIER``) that differs from what
@@ -21,14 +22,16 @@ says it ran. Settings the profile leaves open take the caller's value.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, ContractError
 
 DEFAULT_PROFILE = "default"
-SETTINGS = ("smp", "memory_mib", "icount", "timeout_multiplier")
+SETTINGS = ("smp", "memory_mib", "icount", "timeout_multiplier", "record")
 _KEYS = {"extends", "description", "require", "optional", *SETTINGS}
 
 
@@ -40,6 +43,7 @@ class Settings:
     memory_mib: int | None = None
     icount: str | None = None
     timeout_multiplier: float | None = None
+    record: bool | None = None
 
     def merged_over(self, base: Settings) -> Settings:
         """These settings, with ``base`` filling what they leave open."""
@@ -75,6 +79,11 @@ class Profile:
                     f"{key} = {mine!r}: drop the setting or choose another profile"
                 )
         settings = self.settings.merged_over(caller)
+        if settings.record and accel == "kvm":
+            raise ConfigError(
+                "recording every boot (--record or the profile) needs TCG; --accel kvm "
+                "contradicts it"
+            )
         if settings.icount is not None and accel == "kvm":
             raise ConfigError(
                 f"profile {self.name!r}: -icount {settings.icount} needs TCG; --accel kvm "
@@ -100,7 +109,23 @@ def _flag(key: str) -> str:
         "memory_mib": "--memory-mib",
         "icount": "--icount",
         "timeout_multiplier": "the timeout multiplier",
+        "record": "--record",
     }[key]
+
+
+def recorded_profile(path: Path) -> str | None:
+    """The profile a past run was judged under (its ``run.json``), so a replay applies the
+    same required markers as the live run did; ``None`` if nothing says."""
+    directory = path.parent if path.is_file() else path
+    for candidate in (directory, directory.parent):
+        summary = candidate / "run.json"
+        if summary.is_file():
+            try:
+                name = json.loads(summary.read_text(encoding="utf-8")).get("profile")
+            except (OSError, ValueError):
+                return None
+            return name if isinstance(name, str) else None
+    return None
 
 
 # -- parsing ---------------------------------------------------------------------------------
@@ -135,6 +160,9 @@ def _parse_one(
         isinstance(multiplier, bool) or not isinstance(multiplier, int | float) or multiplier <= 0
     ):
         raise fail(f"{where}: timeout_multiplier must be a positive number, got {multiplier!r}")
+    record = table.get("record")
+    if record is not None and not isinstance(record, bool):
+        raise fail(f"{where}: record must be true or false, got {record!r}")
     lists = {}
     for key in ("require", "optional"):
         value = table.get(key, [])
@@ -150,7 +178,9 @@ def _parse_one(
     description = table.get("description", "")
     if not isinstance(description, str):
         raise fail(f"{where}: description must be a string")
-    settings = Settings(smp, memory, icount, None if multiplier is None else float(multiplier))
+    settings = Settings(
+        smp, memory, icount, None if multiplier is None else float(multiplier), record
+    )
     return Profile(name, settings, lists["require"], lists["optional"], description, (name,))
 
 

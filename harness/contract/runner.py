@@ -37,6 +37,7 @@ from harness.vm.config import Accel, DiskSpec, MachineConfig
 from harness.vm.kernel_args import new_nonce, render
 from harness.vm.machine import ExitInfo, Machine, MachineState
 from harness.vm.qmp import GUEST_PANICKED
+from harness.vm.recording import RunRecorder
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +308,7 @@ class ContractRunner:
         progress: ProgressCallback | None = None,
         echo: ConsoleEcho | None = None,
         on_boot_start: Callable[[int, Machine], None] | None = None,
+        recorder: RunRecorder | None = None,
     ) -> None:
         if not base_config.disks:
             raise ConfigError("the contract needs a disk: MachineConfig.disks is empty")
@@ -318,6 +320,7 @@ class ContractRunner:
         self.progress = progress
         self.echo = echo
         self.on_boot_start = on_boot_start
+        self.recorder = recorder
 
     def run(self) -> RunResult:
         nonce = self.options.nonce or new_nonce()
@@ -334,8 +337,11 @@ class ContractRunner:
                 if last and self.options.until_phase is not None:
                     boot = until_phase(boot, self.options.until_phase)
                 args = render(boot.kernel_args, {"nonce": nonce, "boot": number})
+                config = self.base_config.with_kernel_args(*args)
+                if self.recorder is not None:
+                    config = self.recorder.boot_config(number, config)
                 machine = Machine(
-                    self.base_config.with_kernel_args(*args),
+                    config,
                     name=f"boot{number}",
                     artifacts_root=self.run_dir,
                 )
@@ -349,7 +355,12 @@ class ContractRunner:
                 until: Until = "markers" if (last and stop_early) else "poweroff"
                 if self.on_boot_start is not None:
                     self.on_boot_start(number, machine)
-                boot_result = run_boot(machine, matcher, deadline, until=until, echo=self.echo)
+                try:
+                    boot_result = run_boot(machine, matcher, deadline, until=until, echo=self.echo)
+                finally:
+                    if self.recorder is not None and machine.state is MachineState.STOPPED:
+                        how = machine.exit_info.how if machine.exit_info else None
+                        self.recorder.boot_done(number, machine.artifacts.path, how)
                 result.boots.append(boot_result)
                 if not boot_result.passed:
                     break
@@ -374,6 +385,8 @@ class ContractRunner:
             "passed": result.passed,
             "boots": [boot.summary() for boot in result.boots],
         }
+        if self.recorder is not None:
+            data["record"] = self.recorder.summary()
         return write_json(path, data)
 
 

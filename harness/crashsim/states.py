@@ -104,50 +104,60 @@ def tear(old: bytes, new: bytes, offset: int, *, new_head: bool) -> bytes:
 
 
 class _WindowStates:
-    """Collects one window's states, deduplicated by their bytes."""
+    """Collects one window's states, deduplicated by their bytes.
+
+    Per write position it keeps the sector's LBA, its new bytes and whether they equal the
+    base already, so building a state costs one dict entry per persisted write that changes
+    something (this runs hundreds of thousands of times a run)."""
 
     def __init__(self, log: WriteLog, window: Window, base: bytes):
         self.log = log
         self.window = window
         self.base = base
-        self.ss = log.sector_size
+        self.ss = ss = log.sector_size
+        events = log.events
+        self.lbas = [events[index].lba for index in window.writes]
+        self.datas = [events[index].data for index in window.writes]
+        self.same = [
+            data == base[lba * ss : (lba + 1) * ss]
+            for lba, data in zip(self.lbas, self.datas, strict=True)
+        ]
         self.by_bytes: dict[frozenset, list] = {}
 
-    def old(self, overlay: dict[int, bytes], lba: int) -> bytes:
-        got = overlay.get(lba)
-        return got if got is not None else self.base[lba * self.ss : (lba + 1) * self.ss]
+    def base_sector(self, lba: int) -> bytes:
+        return self.base[lba * self.ss : (lba + 1) * self.ss]
 
     def add(
         self, label: str, kept: tuple[int, ...], torn: tuple[int, int, bool] | None = None
     ) -> None:
         """``kept``: window positions persisted, in issue order; ``torn``: (position, offset,
         new_head) for one more write persisted only partly."""
-        events = self.log.events
-        writes = self.window.writes
+        lbas, datas, same = self.lbas, self.datas, self.same
         overlay: dict[int, bytes] = {}
-        lo = self.window.start
+        last = max(kept) if kept else -1
         for position in kept:
-            write = events[writes[position]]
-            overlay[write.lba] = write.data
-            lo = max(lo, writes[position] + 1)
+            if same[position]:
+                overlay.pop(lbas[position], None)  # back to the base bytes
+            else:
+                overlay[lbas[position]] = datas[position]
         if torn is not None:
             position, offset, new_head = torn
-            write = events[writes[position]]
-            overlay[write.lba] = tear(
-                self.old(overlay, write.lba), write.data, offset, new_head=new_head
-            )
-            lo = max(lo, writes[position] + 1)
-        ss = self.ss
-        changed = {
-            lba: data
-            for lba, data in overlay.items()
-            if data != self.base[lba * ss : (lba + 1) * ss]
-        }
+            lba = lbas[position]
+            old = overlay.get(lba)
+            base = self.base_sector(lba)
+            torn_bytes = tear(base if old is None else old, datas[position], offset,
+                              new_head=new_head)  # fmt: skip
+            if torn_bytes == base:
+                overlay.pop(lba, None)
+            else:
+                overlay[lba] = torn_bytes
+            last = max(last, position)
+        lo = self.window.start if last < 0 else self.window.writes[last] + 1
         allowed = self.log.allowed(lo, self.window.end)
-        key = frozenset(changed.items())
+        key = frozenset(overlay.items())
         entry = self.by_bytes.get(key)
         if entry is None:
-            self.by_bytes[key] = [label, changed, allowed, 1]
+            self.by_bytes[key] = [label, overlay, allowed, 1]
         else:
             entry[2] = entry[2] & allowed
             entry[3] += 1

@@ -13,6 +13,12 @@ Module map (one job each)::
     console      the serial console drainer: uart.log, uart.timestamps, expect()
     qmp          QmpSession: qemu.qmp on a private event loop, events with host times
     interactive  the console on a developer's terminal (Ctrl-] to quit)
+    record       record/replay on the command line: -icount rr=..., blkreplay, refusals
+    overlays     qcow2 overlays per boot (qemu-img) and file hashes
+    recording    RunRecorder: a recorded run's files and run.json's record section
+    replaying    reading a record back: hash checks, the replay config, the console diff
+    replayer     replay_boot: one replay on a scratch overlay, to its end
+    gdb          the gdb-multiarch command that attaches, and where the symbols are
 
 The process supervision a Machine shares with the power-cut disk server (process group,
 atexit kill, pdeathsig) is :mod:`harness.process`. Nothing is imported here.

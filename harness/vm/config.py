@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from harness.errors import ConfigError
 from harness.vm.arch import ARCH_PROFILES, ArchProfile
+from harness.vm.record import RecordReplay, check_recordable
 
 if TYPE_CHECKING:
     from harness.image import GuestImage
@@ -133,6 +134,9 @@ class MachineConfig:
         pdeathsig: run QEMU under ``setpriv --pdeathsig KILL`` so it dies with its parent
             thread even when the harness is SIGKILLed (an xdist worker crash).
         debug_qmp_socket: also open a second QMP server socket a developer can attach to.
+        record: record this boot into a replay log, or replay it from one
+            (:mod:`harness.vm.record`); ``accel="auto"`` then means TCG, KVM is refused, and
+            so is a disk that is not a local file (the power cut's NBD server).
     """
 
     arch: str = "aarch64"
@@ -154,6 +158,7 @@ class MachineConfig:
     start_paused: bool = False
     pdeathsig: bool = True
     debug_qmp_socket: Path | None = None
+    record: RecordReplay | None = None
     env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
@@ -189,6 +194,15 @@ class MachineConfig:
         object.__setattr__(self, "devices", tuple(self.devices))
         object.__setattr__(self, "extra_args", tuple(self.extra_args))
         object.__setattr__(self, "env", tuple(self.env))
+        if self.record is not None:
+            if self.icount is not None:
+                raise ConfigError(
+                    "MachineConfig.icount and .record both set: the record carries the -icount "
+                    "value (RecordReplay.icount)"
+                )
+            if self.accel == "auto":
+                object.__setattr__(self, "accel", "tcg")
+            check_recordable(self.accel == "kvm", [disk.is_local_file for disk in self.disks])
 
     # Resolved values: the arch profile (harness.vm.arch) fills what the config leaves open.
     @property

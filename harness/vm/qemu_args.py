@@ -17,6 +17,7 @@ from pathlib import Path
 from harness.errors import ConfigError
 from harness.vm.accel import AccelChoice
 from harness.vm.config import MachineConfig
+from harness.vm.record import DIRECT_SUFFIX, blkreplay_drive_args, check_recordable
 
 SERIAL_CHARDEV = "serial0"
 QMP_CHARDEV = "qmp0"
@@ -69,6 +70,9 @@ def build_argv(
             raise ConfigError(f"-icount {config.icount} needs TCG, but {accel.name} was chosen")
         argv += ["-icount", config.icount]
     argv += ["-smp", str(config.smp), "-m", str(config.memory_mib)]
+    if config.record is not None:
+        check_recordable(accel.is_kvm, [disk.is_local_file for disk in config.disks])
+        argv += ["-icount", config.record.icount_arg()]
     if config.no_reboot:
         argv.append("-no-reboot")
     if config.start_paused:
@@ -89,7 +93,10 @@ def build_argv(
 
     for index, disk in enumerate(config.disks):
         drive_id = disk.id or f"d{index}"
-        argv += ["-drive", disk.drive_arg(drive_id)]
+        if config.record is not None:
+            argv += blkreplay_drive_args(disk.drive_arg(drive_id + DIRECT_SUFFIX), drive_id)
+        else:
+            argv += ["-drive", disk.drive_arg(drive_id)]
         argv += ["-device", disk.device_arg(drive_id, config.virtio)]
     for device in config.devices:
         argv += ["-device", device]

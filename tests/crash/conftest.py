@@ -1,28 +1,33 @@
-"""The crash simulator's knobs and its end-of-run summary.
+"""The crash simulator's knobs, its jobs and the pool that runs them.
 
 Depth: ``--crash-depth=N`` (registered in tests/conftest.py, so it parses from anywhere) or
-``STATEFS_CRASH_DEPTH=N`` (works for any invocation, ``make test``
-included); the option wins. Depth 1 is the fast default. See docs/testing/crash-consistency.md.
+``STATEFS_CRASH_DEPTH=N`` (works for any invocation, ``make test`` included); the option
+wins. Depth 1 is the fast default. See docs/testing/crash-consistency.md.
 
-Figures travel from each test to the summary as report ``user_properties``: the summary adds
-up what the test reports carried, whichever process ran the tests.
+Jobs (a workload run, a history subtree) are CPU-bound and independent, and the default run
+judges over a hundred thousand crash states, so the first test of this directory submits
+every selected job to a pool of ``STATEFS_CRASH_WORKERS`` processes (default: 2, or fewer
+CPUs), longest first, and the tests that wait for a job's result run after the others here
+(the mutants, which patch this process, then run while the pool works). Under pytest-xdist,
+which already spreads tests over processes, jobs run in the test's own process. Figures reach
+the one-line summary through ``support.crashsummary``.
 """
 
 import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import get_context
 
 import pytest
 
-from harness.crashsim.states import Depth
+from harness.crashsim import Depth
 
 from support.crashcheck import Figures
-from support.crashloads import WORKLOADS
+from support.crashjobs import Job, history_jobs, job_id, run_job, workload_jobs
+from support.crashsummary import FIGURES_PROPERTY, MUTANT_PROPERTY
 
 ENV_DEPTH = "STATEFS_CRASH_DEPTH"
-FIGURES_PROPERTY = "crash_figures"
-MUTANT_PROPERTY = "crash_mutant"
-
-_figures: list[dict] = []
-_mutants: list[dict] = []
+ENV_WORKERS = "STATEFS_CRASH_WORKERS"
+JOB_PARAMS = ("crash_job", "history_job")
 
 
 def depth_level(config: pytest.Config) -> int:
@@ -38,12 +43,65 @@ def crash_depth(pytestconfig: pytest.Config) -> Depth:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "crash_case" in metafunc.fixturenames:
-        depth = Depth.at(depth_level(metafunc.config))
-        cases = [(workload, seed) for seed in range(depth.seeds) for workload in WORKLOADS]
-        metafunc.parametrize(
-            "crash_case", cases, ids=[f"{workload.name}-seed{seed}" for workload, seed in cases]
-        )
+    level = depth_level(metafunc.config)
+    for name, jobs in (("crash_job", workload_jobs), ("history_job", history_jobs)):
+        if name in metafunc.fixturenames:
+            cases = jobs(level)
+            metafunc.parametrize(name, cases, ids=[job_id(job) for job in cases])
+
+
+def _waits_for_a_job(item: pytest.Item) -> bool:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return any(name in params for name in JOB_PARAMS)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Within this directory's items (contiguous in a run), the ones waiting for a job last."""
+    here = os.path.dirname(__file__)
+    positions = [index for index, item in enumerate(items) if str(item.path).startswith(here)]
+    ours = [items[index] for index in positions]
+    ours.sort(key=_waits_for_a_job)  # stable: file order otherwise
+    for index, item in zip(positions, ours, strict=True):
+        items[index] = item
+
+
+def _workers() -> int:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return 1
+    default = min(2, os.cpu_count() or 1)
+    return max(1, int(os.environ.get(ENV_WORKERS, default) or default))
+
+
+class _Pool:
+    """Every selected job of the session, submitted at once to a process pool."""
+
+    def __init__(self, session: pytest.Session, workers: int) -> None:
+        jobs: list[Job] = []
+        for item in session.items:
+            params = getattr(getattr(item, "callspec", None), "params", {})
+            jobs += [params[name] for name in JOB_PARAMS if name in params]
+        jobs.sort(key=lambda job: job[0] != "history")  # the long ones first
+        self.executor = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+        self.futures: dict[Job, Future] = {job: self.executor.submit(run_job, job) for job in jobs}
+
+    def result(self, job: Job) -> Figures:
+        future = self.futures.get(job)
+        return run_job(job) if future is None else future.result()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def crash_results(request: pytest.FixtureRequest):
+    """``crash_results(job)``: the job's figures, from the pool or run here (autouse: the
+    pool starts with the first test of this directory)."""
+    workers = _workers()
+    if workers == 1 or not any(_waits_for_a_job(item) for item in request.session.items):
+        yield run_job
+        return
+    pool = _Pool(request.session, workers)
+    try:
+        yield pool.result
+    finally:
+        pool.executor.shutdown(wait=True, cancel_futures=True)
 
 
 @pytest.fixture
@@ -60,55 +118,14 @@ def record_crash_figures(request: pytest.FixtureRequest):
 def record_crash_mutant(request: pytest.FixtureRequest):
     """Attach a mutant's verdict to the test report, for the summary."""
 
-    def record(name: str, bug: bool, failures: int, checked: int) -> None:
-        entry = {"mutant": name, "bug": bug, "failures": failures, "checked": checked}
+    def record(name: str, bug: bool, failures: int, checked: int, caught_at: dict) -> None:
+        entry = {
+            "mutant": name,
+            "bug": bug,
+            "failures": failures,
+            "checked": checked,
+            "caught_at": caught_at,
+        }
         request.node.user_properties.append((MUTANT_PROPERTY, entry))
 
     return record
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when != "call":
-        return
-    for name, value in report.user_properties:
-        if name == FIGURES_PROPERTY:
-            _figures.append(value)
-        elif name == MUTANT_PROPERTY:
-            _mutants.append(value)
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    if not _figures and not _mutants:
-        return
-    write = terminalreporter.write_line
-    terminalreporter.section("statefs crash simulator")
-    if _figures:
-        write(
-            f"depth {depth_level(config)}: {'workload':<28} {'segs':>4} {'windows':>7} "
-            f"{'writes':>6} {'states':>7} {'newer':>5} {'older':>6} {'damage':>6} "
-            f"{'fail':>4} {'secs':>6}"
-        )
-        total = dict.fromkeys(("windows", "writes", "checked", "newer", "older"), 0)
-        total.update(damage_checked=0, failures=0, seconds=0.0, generated=0)
-        for row in _figures:
-            write(
-                f"{'':9}{row['workload']:<28} {row['segments']:>4} {row['windows']:>7} "
-                f"{row['writes']:>6} {row['checked']:>7} {row['newer']:>5} {row['older']:>6} "
-                f"{row['damage_checked']:>6} {row['failures']:>4} {row['seconds']:>6.1f}"
-            )
-            for key in total:
-                total[key] += row[key]
-        write(
-            f"{len(_figures)} workload runs, {total['checked']} distinct crash states checked "
-            f"({total['generated']} generated), {total['damage_checked']} damaged images "
-            f"refused, {total['failures']} failures, {total['seconds']:.1f} s"
-        )
-    for entry in _mutants:
-        if entry["bug"]:
-            verdict = "caught" if entry["failures"] else "NOT CAUGHT"
-        else:
-            verdict = "correct variant, not flagged" if not entry["failures"] else "FLAGGED"
-        write(
-            f"mutant {entry['mutant']}: {verdict} "
-            f"({entry['failures']} failing states of {entry['checked']} checked)"
-        )

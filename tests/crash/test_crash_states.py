@@ -1,18 +1,18 @@
 """Every crash state of every workload recovers to a commit point, and stays writable.
 
-The brief's bar (docs/testing/crash-consistency.md): the default run checks at least 10,000
-distinct crash states with zero failures; ``--crash-depth`` / ``STATEFS_CRASH_DEPTH`` runs a
-deeper campaign. A failure names the workload, the seed and the crash state.
+``--crash-depth`` / ``STATEFS_CRASH_DEPTH`` runs a deeper campaign. A failure names the
+workload, the seed and the crash state.
 """
 
-from support.crashcheck import failure_report, run_workload
+from support.crashcheck import failure_report
+from support.crashloads import BY_NAME
 
 
 def test_every_crash_state_recovers_to_a_commit_point(
-    crash_case, crash_depth, record_crash_figures
+    crash_job, crash_results, record_crash_figures
 ):
-    workload, seed = crash_case
-    figures = run_workload(workload, seed, crash_depth)
+    workload = BY_NAME[crash_job[1]]
+    figures = crash_results(crash_job)
     record_crash_figures(figures)
     assert not figures.failures, failure_report(figures)
     assert figures.checked > 0

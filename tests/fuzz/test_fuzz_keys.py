@@ -20,8 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from guest.statefs import MAX_KEY_BYTES, MAX_NAME_BYTES, StatefsError, normalize_key
-from guest.statefs.paths import normalize_prefix
-from guest.statefs.replay import is_normal_key
+from guest.statefs.paths import is_normal_key, normalize_prefix
 
 from support.fuzzing import fuzz_settings, seed_decorator
 from support.tally import Outcomes, outcome_name

@@ -126,3 +126,19 @@ def test_plot_without_matplotlib_says_how_to_install_it(tmp_path: Path, monkeypa
     assert "--plot needs matplotlib, which is not installed" in err
     assert "pip install -e '.[plot]'" in err
     assert not png.exists()
+
+
+def test_a_replay_judges_under_the_profile_the_run_recorded(tmp_path: Path, capsys):
+    run = copy_run(tmp_path, "run")
+    boots = [{"number": n, "dir": str(run / f"boot{n}")} for n in (1, 2)]
+    (run / "run.json").write_text(json.dumps({"profile": "icount", "boots": boots}))
+    # The icount lane requires the guest's last lines, which boot 2 of this record lacks.
+    assert cli.main(["markers", str(run)]) == cli.EXIT_FAILED
+    out = capsys.readouterr().out
+    assert "(profile icount)" in out
+    assert "missing markers: selftest-complete, init-done" in out
+    assert cli.main(["markers", str(run), "--profile", "default"]) == cli.EXIT_PASSED
+    capsys.readouterr()
+    plain = copy_run(tmp_path, "plain")
+    result = diff_runs(plain, run, CONTRACT)  # each run under its own lane
+    assert (result.boots[1].outcome_a, result.boots[1].outcome_b) == ("passed", "incomplete")

@@ -4,19 +4,22 @@
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from harness_helpers import transcript
+from harness_helpers import TRANSCRIPTS, transcript
 from junitparser import Failure, JUnitXml, Skipped
 
 from harness import cli
 from harness.contract.junit import OUTCOME_CASE, JunitBoot, write_junit
 from harness.contract.matcher import BootMatcher, Outcome
 from harness.contract.spec import Contract
+from harness.errors import ConfigError
 from harness.vm.arch import ARCH_PROFILES
+from harness.vm.config import MachineConfig
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRACT = Contract.load()
@@ -219,3 +222,43 @@ def test_qemu_test_script_maps_junit_phase_and_profile_from_the_environment(tmp_
     assert "until phase: store" in out
     assert f"junit: {tmp_path / 'j.xml'}" in out
     assert "boot 2" not in out  # the store phase completes in boot 1
+
+
+def test_markers_writes_junit_for_a_recorded_run(tmp_path: Path, capsys):
+    run = shutil.copytree(TRANSCRIPTS / "real_run", tmp_path / "run")
+    junit = tmp_path / "replayed.xml"
+    assert cli.main(["markers", str(run), "--junit", str(junit)]) == cli.EXIT_PASSED
+    assert f"junit: {junit}" in capsys.readouterr().out
+    suites = suites_by_name(junit)
+    assert list(suites) == ["boot1", "boot2"]
+    assert suites["boot1"].time == pytest.approx(5.240, abs=1e-3)  # its last console line
+    assert cases(suites["boot2"])["reboot-persist"].time == pytest.approx(5.606, abs=1e-3)
+
+
+def test_icount_is_tcg_only():
+    config = MachineConfig(icount="shift=auto")
+    assert config.accel == "tcg"  # "auto" may only choose TCG
+    with pytest.raises(ConfigError, match="icount needs TCG"):
+        MachineConfig(icount="shift=auto", accel="kvm")
+    with pytest.raises(ConfigError, match="shift=auto"):
+        MachineConfig(icount="shift auto")
+
+
+def test_junit_of_an_interrupted_run_comes_from_its_recorded_console(tmp_path: Path):
+    """Ctrl-C leaves no live result: ``run --junit`` falls back to the run directory."""
+    from harness.cli.lanes import Lane, junit_from_replay
+    from harness.contract.profiles import Settings
+
+    run = tmp_path / "run"
+    (run / "boot1").mkdir(parents=True)
+    lines = (TRANSCRIPTS / "real_run/boot1/uart.timestamps").read_text().splitlines()
+    (run / "boot1/uart.timestamps").write_text("\n".join(lines[:12]) + "\n")  # cut short
+    lane = Lane(CONTRACT.with_profile("default"), Settings())
+    path = junit_from_replay(tmp_path / "j.xml", lane, run, [1, 2])
+    suites = suites_by_name(path)
+    first = cases(suites["boot1"])
+    assert first["statefs-put"].is_passed
+    assert first["statefs-persist"].is_failure  # never printed before the interruption
+    assert suites["boot2"].skipped == suites["boot2"].tests
+    (tmp_path / "empty").mkdir()  # the run directory of a run stopped before its first boot
+    assert junit_from_replay(tmp_path / "none.xml", lane, tmp_path / "empty", [1]) is None

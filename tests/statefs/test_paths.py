@@ -5,8 +5,7 @@ import errno
 import pytest
 
 from guest.statefs import MAX_KEY_BYTES, MAX_NAME_BYTES, StatefsError
-from guest.statefs.paths import normalize_key, normalize_prefix
-from guest.statefs.replay import is_normal_key
+from guest.statefs.paths import is_normal_key, normalize_key, normalize_prefix
 
 
 @pytest.mark.parametrize(
@@ -41,6 +40,15 @@ def test_normal_forms(raw, normal):
         ("/state/a\x00b", errno.EINVAL),
         ("/state/a\nb", errno.EINVAL),
         ("/state/a\x7fb", errno.EINVAL),
+        ("/state/a\x85", errno.EINVAL),
+        ("/state/a\x9b[2J", errno.EINVAL),
+        ("/state/a\x80", errno.EINVAL),
+        ("/state/a\x9f", errno.EINVAL),
+        ("/state/a\u202etxt.exe", errno.EINVAL),
+        ("/state/a\u2066b", errno.EINVAL),
+        ("/state/a\u2028b", errno.EINVAL),
+        ("/state/a\u200fb", errno.EINVAL),
+        ("/state/a\x85".encode(), errno.EINVAL),
         (b"/state/\xff\xfe", errno.EINVAL),
         ("/state/\udcff", errno.EINVAL),
         ("/state/" + "n" * (MAX_NAME_BYTES + 1), errno.ENAMETOOLONG),
@@ -90,3 +98,32 @@ def test_prefix_allows_the_root():
 )
 def test_fast_check_rejects_every_non_normal_form(key):
     assert not is_normal_key(key)
+
+
+def test_every_forbidden_character_is_rejected_and_its_neighbours_are_not():
+    """C0, DEL, C1, U+2028/9 and the bidi formatting characters, each alone; the characters
+    just outside those ranges (U+00A0, U+00A9, U+202F, U+2065, U+206A) stay allowed."""
+    from guest.statefs.paths import FORBIDDEN_CHARACTERS
+
+    assert len(FORBIDDEN_CHARACTERS) == 32 + 1 + 32 + 5 + 5 + 4
+    for char in FORBIDDEN_CHARACTERS:
+        with pytest.raises(StatefsError) as info:
+            normalize_key(f"/state/x{char}y")
+        assert info.value.errno == errno.EINVAL
+        assert f"U+{ord(char):04X}" in info.value.strerror
+        assert not is_normal_key(f"/state/x{char}y")
+    for char in "\u00a0\u00a9\u202f\u2065\u206a\u200d":
+        assert normalize_key(f"/state/x{char}y") == f"/state/x{char}y"
+
+
+def test_the_store_rejects_a_c1_key_everywhere(store):
+    for action in (
+        lambda: store.put("/state/a\x9b[2J", b"v"),
+        lambda: store.write_batch([("/state/a\x85", b"v")]),
+        lambda: store.get("/state/a\x85"),
+        lambda: store.delete("/state/\u202e"),
+    ):
+        with pytest.raises(StatefsError) as info:
+            action()
+        assert info.value.errno == errno.EINVAL
+    assert len(store) == 0

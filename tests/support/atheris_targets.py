@@ -17,8 +17,7 @@ from guest.ipc.frames import Frame, FrameDecoder, ProtocolError
 from guest.statefs import MemoryBlockDevice, StatefsError, Store, normalize_key
 from guest.statefs.crc import crc32c
 from guest.statefs.layout import CRC_COVERS_FROM, RECORD_HEADER, RECORD_MAGIC, round_up
-from guest.statefs.paths import normalize_prefix
-from guest.statefs.replay import is_normal_key
+from guest.statefs.paths import is_normal_key, normalize_prefix
 from guest.statefsd import protocol
 from guest.statefsd.server import StatefsServer
 

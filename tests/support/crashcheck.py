@@ -23,6 +23,7 @@ import hashlib
 import random
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from guest.statefs import (
@@ -34,7 +35,16 @@ from guest.statefs import (
     UnformattedError,
     check_device,
 )
-from guest.statefs.layout import RECORD_HEADER, RECORD_HEADER_BYTES, RECORD_MAGIC, round_up
+from guest.statefs.layout import (
+    CRC_COVERS_FROM,
+    RECORD_HEADER,
+    RECORD_HEADER_BYTES,
+    RECORD_MAGIC,
+    SUPERBLOCK_BYTES,
+    round_up,
+)
+from guest.statefs.superblock import choose as choose_superblock
+from guest.statefs.superblock import read_slots
 from harness.crashsim import (
     UNFORMATTED,
     CrashState,
@@ -86,6 +96,11 @@ class Failure:
     workload: str
     label: str
     problem: str
+    #: Recoveries before the recording this failure is in: 0 = a single crash of a device
+    #: that never crashed before, 1 = after a first recovery, ...
+    level: int = 0
+    #: "state" (a crash state), "work" (the workload itself), "damage" (injected media damage)
+    kind: str = "state"
 
     def __str__(self) -> str:
         return f"{self.workload}: {self.label}: {self.problem}"
@@ -102,12 +117,15 @@ class Figures:
     flushes: int = 0
     generated: int = 0  # crash states built, before merging identical bytes
     checked: int = 0  # distinct crash states recovered and judged
+    after_recovery: int = 0  # ... of them in a segment that starts from a recovered crash
     newer: int = 0  # recovered to the state an operation in flight was committing
     older: int = 0  # recovered to the last committed state (the in-flight one was lost)
+    proven: int = 0  # ... then fsck, delete + put + sync and a crash-free reopen all agreed
     unformatted: int = 0
     damage_checked: int = 0
     notes: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     failures: list[Failure] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -116,12 +134,29 @@ class Figures:
         return data
 
 
-def _fail(figures: Figures, label: str, problem: str) -> None:
-    figures.failures.append(Failure(figures.workload, label, problem))
+def record_failure(
+    figures: Figures, label: str, problem: str, level: int = 0, kind: str = "state"
+) -> None:
+    figures.failures.append(Failure(figures.workload, label, problem, level, kind))
 
 
-def check_state(recording: Recording, state: CrashState, config) -> tuple[str | None, str]:
-    """Recover one crash state; returns ``(problem or None, outcome)``."""
+def stopping(figures: Figures, stop_after: int | None, *, damage: bool = False) -> bool:
+    """``stop_after`` failures of a crash state or of the work seen (of damage checks too if
+    ``damage``; by default they do not stop a run, so a mutant's report can say which crash
+    states catch it)."""
+    if stop_after is None:
+        return False
+    counted = sum(damage or failure.kind != "damage" for failure in figures.failures)
+    return counted >= stop_after
+
+
+def check_state(
+    recording: Recording, state: CrashState, config, *, prove: bool = True
+) -> tuple[str | None, str]:
+    """Recover one crash state; returns ``(problem or None, outcome)``.
+
+    ``prove=False`` skips the after-recovery proof (fsck, writes, reopen): the histories run
+    it on a sample (see :func:`check_recording`)."""
     ss = recording.sector_size
     dev = OverlayDevice(state.base, ss, state.overlay)
     allowed = sorted(state.allowed)
@@ -158,7 +193,9 @@ def check_state(recording: Recording, state: CrashState, config) -> tuple[str | 
             "",
         )
     outcome = "newer" if matches[-1] == allowed[-1] and len(allowed) > 1 else "older"
-    return _after_recovery(store, dev, recovered, config), outcome
+    if not prove:
+        return None, outcome
+    return _after_recovery(store, dev, recovered, config), outcome + " proven"
 
 
 def _after_recovery(store: Store, dev: OverlayDevice, recovered: dict[str, bytes], config):
@@ -195,8 +232,16 @@ def check_recording(
     *,
     seed: int = 0,
     stop_after: int | None = None,
+    level: int = 0,
+    on_state: Callable[[CrashState], None] | None = None,
+    proof_every: int = 1,
 ) -> None:
-    """Check every crash state of one recording, adding to ``figures``."""
+    """Check every crash state of one recording, adding to ``figures``.
+
+    ``level``: recoveries before this recording (above 0, its states count as judged after
+    a first recovery). ``on_state`` sees every state that passed (a history
+    picks the crash points it continues from there). ``proof_every``: every
+    ``proof_every``-th state gets the after-recovery proof (1: all of them)."""
     figures.segments += 1
     figures.windows += len(recording.windows())
     figures.writes += recording.write_count
@@ -205,16 +250,23 @@ def check_recording(
     for state in crash_states(recording, depth, seed):
         figures.generated += state.merged
         figures.checked += 1
-        problem, outcome = check_state(recording, state, config)
+        figures.after_recovery += level > 0
+        prove = figures.checked % proof_every == 0
+        problem, outcome = check_state(recording, state, config, prove=prove)
         if problem is not None:
             label = state.label + (f" (+{state.merged - 1} same bytes)" if state.merged > 1 else "")
-            _fail(figures, prefix + label, problem)
-            if stop_after is not None and len(figures.failures) >= stop_after:
+            record_failure(figures, prefix + label, problem, level)
+            if stopping(figures, stop_after):
                 return
-        elif outcome == "unformatted":
+            continue
+        if outcome == "unformatted":
             figures.unformatted += 1
         elif outcome:
-            setattr(figures, outcome, getattr(figures, outcome) + 1)
+            which, _, proven = outcome.partition(" ")
+            setattr(figures, which, getattr(figures, which) + 1)
+            figures.proven += bool(proven)
+        if on_state is not None:
+            on_state(state)
 
 
 def committed_records(image: bytes, sector_size: int) -> list[tuple[int, int]]:
@@ -273,12 +325,56 @@ def check_damage(image: bytes, sector_size: int, figures: Figures, rng: random.R
         Store.open(dev, StoreConfig(read_only=True))
     except CorruptionError:
         if check_device(dev).ok:
-            _fail(figures, label, "open raised EIO but fsck says clean")
+            record_failure(figures, label, "open raised EIO but fsck says clean", kind="damage")
         return
     except STORE_FAILURES as exc:
-        _fail(figures, label, f"open raised {type(exc).__name__}: {exc}, not EIO")
+        record_failure(
+            figures, label, f"open raised {type(exc).__name__}: {exc}, not EIO", kind="damage"
+        )
         return
-    _fail(figures, label, "damaged journal opened without an error")
+    record_failure(figures, label, "damaged journal opened without an error", kind="damage")
+
+
+def check_superblock_damage(
+    image: bytes,
+    sector_size: int,
+    committed: dict[str, bytes],
+    figures: Figures,
+    rng: random.Random,
+    label: str,
+    level: int = 0,
+) -> None:
+    """Bit rot in the current superblock copy (not a torn write): open must return exactly the
+    committed state or refuse with EIO, never fall back to the older copy and drop the commit
+    groups appended since without a word."""
+    slots = read_slots(MemoryBlockDevice.from_image(image, sector_size))
+    current = choose_superblock(slots)
+    position = current.slot * sector_size + rng.randrange(CRC_COVERS_FROM, SUPERBLOCK_BYTES)
+    damaged = bytearray(image)
+    damaged[position] ^= 1 << rng.randrange(8)
+    label = f"{label}: bit flipped in current superblock slot {current.slot} (byte {position})"
+    figures.damage_checked += 1
+    try:
+        store = Store.open(
+            MemoryBlockDevice.from_image(bytes(damaged), sector_size), StoreConfig(read_only=True)
+        )
+        recovered = state_of(store)
+    except CorruptionError:
+        return
+    except STORE_FAILURES as exc:
+        record_failure(
+            figures, label, f"open raised {type(exc).__name__}: {exc}, not EIO", level, "damage"
+        )
+        return
+    if recovered != committed:
+        record_failure(
+            figures,
+            label,
+            f"recovered {digest(recovered)}, committed {digest(committed)}: "
+            f"{diff(recovered, committed)} (committed groups dropped without an error)",
+            level,
+            "damage",
+        )
 
 
 def run_workload(
@@ -290,12 +386,12 @@ def run_workload(
     damage: int = 4,
 ) -> Figures:
     """Run ``workload``, then recover and judge every crash state of every segment."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     figures = Figures(f"{workload.name}[seed {seed}]")
     try:
         driver: Driver = workload.run(seed, depth.scale)
     except (WorkloadError, *STORE_FAILURES) as exc:
-        _fail(figures, "running the workload", f"{type(exc).__name__}: {exc}")
+        record_failure(figures, "running the workload", f"{type(exc).__name__}: {exc}")
         figures.seconds = time.perf_counter() - started
         return figures
     figures.notes = dict(driver.notes)
@@ -307,8 +403,9 @@ def run_workload(
             figures,
             seed=seed * 1000 + number,
             stop_after=stop_after,
+            level=number,
         )
-        if stop_after is not None and len(figures.failures) >= stop_after:
+        if stopping(figures, stop_after):
             break
     else:
         rng = random.Random(seed)
@@ -316,6 +413,7 @@ def run_workload(
             for image in durable_images(recording, damage):
                 check_damage(image, workload.sector_size, figures, rng)
     figures.seconds = time.perf_counter() - started
+    figures.cpu_seconds = time.process_time() - cpu
     return figures
 
 

@@ -19,7 +19,8 @@ import pytest
 import guest.statefs.fsck as fsck_module
 import guest.statefs.replay as replay_module
 import guest.statefs.store as store_module
-from guest.statefs.layout import SUPERBLOCK_SLOTS
+import guest.statefs.superblock as superblock_module
+from guest.statefs.layout import EPOCH_MASK, SUPERBLOCK_SLOTS
 from guest.statefs.store import Store
 
 
@@ -140,7 +141,9 @@ class Mutant:
     """A broken store: ``apply`` patches it in and returns the call counter.
 
     ``workloads``: the workloads that must catch it (the fewest that do, to keep the test
-    fast). ``bug``: False for the control, a correct variant that must *not* be flagged.
+    fast); ``histories``: ``(history, branch)`` subtrees that must catch it, for bugs only a
+    crash-recover-continue history reaches. ``bug``: False for the control, a correct
+    variant that must *not* be flagged.
     """
 
     name: str
@@ -148,6 +151,9 @@ class Mutant:
     workloads: tuple[str, ...]
     apply: Callable[[pytest.MonkeyPatch], Calls]
     bug: bool = True
+    histories: tuple[tuple[str, int], ...] = ()
+    #: Stop a history at the first failing damage check too (the mutant breaks only that).
+    damage_only: bool = False
 
 
 def _crc_disabled(monkeypatch: pytest.MonkeyPatch) -> Calls:
@@ -180,6 +186,67 @@ def _no_epoch_check(monkeypatch: pytest.MonkeyPatch) -> Calls:
     mutated = _counting(_replay_without_epoch_check(), calls)
     for module in (replay_module, store_module, fsck_module):
         monkeypatch.setattr(module, "replay", mutated)
+    return calls
+
+
+def _attribute(owner: object, name: str, mutant: str):
+    """``owner.name``, or a loud failure naming the mutant to update when the store moved it."""
+    found = getattr(owner, name, None)
+    if found is None:
+        raise AssertionError(f"{owner!r} has no {name} any more; update the {mutant} mutant")
+    return found
+
+
+def _epoch_reuse(monkeypatch: pytest.MonkeyPatch) -> Calls:
+    """Compaction takes the current epoch + 1, as the store did before epochs were reserved:
+    after a compaction cut past its snapshot, the next one into that region reuses the epoch
+    of the aborted snapshot's records."""
+    calls = Calls()
+    _attribute(Store, "_next_epoch", "epoch-reuse")
+
+    def next_epoch(self) -> int:
+        calls.count += 1
+        return (self._sb.epoch + 1) & EPOCH_MASK
+
+    monkeypatch.setattr(Store, "_next_epoch", next_epoch)
+    return calls
+
+
+def _no_tail_protection(monkeypatch: pytest.MonkeyPatch) -> Calls:
+    """Compaction takes a fresh epoch but does not make it durable before writing records of
+    it (no reservation superblock): nothing on the disk then protects the region's tail, the
+    bytes past a later journal's end, from a compaction cut before its switch."""
+    calls = Calls()
+    real = _attribute(Store, "_write_superblock", "no-tail-protection")
+
+    def write_superblock(self, sb) -> None:
+        current = self._sb
+        if sb.active_region == current.active_region and sb.epoch == current.epoch:
+            calls.count += 1  # the reservation: skipped
+            return
+        if sb.epoch_ceiling != sb.epoch and sb.active_region != current.active_region:
+            sb = sb.replace(epoch_ceiling=sb.epoch)  # the switch carries the ceiling itself
+        real(self, sb)
+
+    monkeypatch.setattr(Store, "_write_superblock", write_superblock)
+    return calls
+
+
+def _fallback_unchecked(monkeypatch: pytest.MonkeyPatch) -> Calls:
+    """Open falls back to the older superblock copy when the current one is damaged, without
+    looking for commit groups appended under the damaged one (they are dropped silently)."""
+    calls = Calls()
+    _attribute(superblock_module, "select", "superblock-fallback-unchecked")
+
+    def select(_dev, slots):
+        current = superblock_module.choose(slots)
+        peer = slots[1 - current.slot]
+        damaged = not peer.valid and peer.reason != "empty"
+        calls.count += damaged
+        return superblock_module.Selection(current.superblock, current.slot, damaged, "")
+
+    monkeypatch.setattr(store_module, "select_superblock", select)
+    monkeypatch.setattr(fsck_module, "select", select)
     return calls
 
 
@@ -219,6 +286,28 @@ MUTANTS: tuple[Mutant, ...] = (
         "sync returns before its record is flushed (the commit is acknowledged, not durable)",
         ("small-groups",),
         _store_method("_append", _NoFlush),
+    ),
+    Mutant(
+        "epoch-reuse",
+        "compaction reuses the epoch of an aborted compaction (current epoch + 1)",
+        (),
+        _epoch_reuse,
+        histories=(("history-512", 0),),
+    ),
+    Mutant(
+        "no-tail-protection",
+        "compaction writes records of a new epoch before any superblock reserves it",
+        (),
+        _no_tail_protection,
+        histories=(("history-512", 0),),
+    ),
+    Mutant(
+        "superblock-fallback-unchecked",
+        "a damaged current superblock falls back to the older copy, dropping later commits",
+        (),
+        _fallback_unchecked,
+        histories=(("history-512", 0),),
+        damage_only=True,
     ),
     Mutant(
         "reversed-record-sectors",

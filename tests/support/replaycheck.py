@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from guest.statefs import MemoryBlockDevice, StatefsError, Store, StoreConfig, check_device
 from guest.statefs.layout import SUPERBLOCK_SLOTS
-from guest.statefs.replay import is_normal_key
+from guest.statefs.paths import is_normal_key
 
 from support.faultdev import FaultPlan, FaultyDevice
 from support.tally import Outcomes, outcome_name
