@@ -382,9 +382,9 @@ HISTORIES: tuple[History, ...] = (
     ),
     History(
         "history-512-close",
-        "512 B x 2,048 sectors, 40-60 KB values: long journals that close checkpoints",
+        "512 B x 1,600 sectors, 40-60 KB values: long journals that close checkpoints",
         512,
-        2048,
+        1600,
         (40_000, 60_000),
         churn=6,
         expects=(
