@@ -73,6 +73,12 @@ def _add_vm(parser: argparse.ArgumentParser, *, runs_alias: bool = False) -> Non
     )
     group.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     group.add_argument(
+        "--arch",
+        choices=("aarch64", "riscv64"),
+        default="aarch64",
+        help="guest architecture (default aarch64)",
+    )
+    group.add_argument(
         "--no-profile", action="store_true", help="skip the guest start-up profile boots"
     )
     group.add_argument(
@@ -165,7 +171,9 @@ def cmd_vm(args: argparse.Namespace) -> int:
         wait_quiet=args.wait_quiet,
         throughput=not args.no_throughput,
         kernel_args=args.kernel_arg,
-        name="vm-args" if args.kernel_arg else "vm",
+        name=("vm-args" if args.kernel_arg else "vm")
+        + ("" if args.arch == "aarch64" else f"-{args.arch}"),
+        arch=args.arch,
     )
 
 

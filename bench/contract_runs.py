@@ -79,16 +79,21 @@ def run_once(
     run_dir: Path,
     accel: Accel,
     kernel_args: Sequence[str] = (),
+    *,
+    multiplier: float = 1.0,
 ) -> ContractRun:
     """One full contract run on a fresh disk (deleted afterwards; the logs are kept).
 
     ``kernel_args`` are appended to every boot's command line: a proposal that only needs
     kernel parameters (``initcall_blacklist=...``) is measured without touching anything.
+    ``multiplier`` scales the contract's timeouts (the architecture's TCG slowdown).
     """
     disk = create_disk(run_dir / "disk.img")
     load = sample_load()
     config = contract_config(image, disk, accel=accel).with_kernel_args(*kernel_args)
-    runner = ContractRunner(config, contract, run_dir=run_dir, options=RunOptions())
+    runner = ContractRunner(
+        config, contract, run_dir=run_dir, options=RunOptions(multiplier=multiplier)
+    )
     started = time.monotonic()
     result = runner.run()
     wall = time.monotonic() - started

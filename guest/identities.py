@@ -25,6 +25,10 @@ class Identity(Value):
     """One service's credentials: user name, uid, primary gid and supplementary groups."""
 
     __slots__ = ("gid", "groups", "name", "uid")
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
 
     def __init__(self, name: str, uid: int, gid: int, groups: tuple[int, ...] = ()) -> None:
         self._set(name=name, uid=uid, gid=gid, groups=tuple(groups))

@@ -148,6 +148,16 @@ class Superblock(Value):
         "snapshot_sectors",
         "volume_id",
     )
+    sector_size: int
+    sector_count: int
+    generation: int
+    epoch: int
+    active_region: int
+    region_sectors: int
+    volume_id: int
+    record_limit: int
+    snapshot_sectors: int
+    epoch_ceiling: int
 
     def __init__(
         self,

@@ -18,6 +18,7 @@ from harness.contract.runner import DEFAULT_DISK_MIB, create_disk
 from harness.contract.spec import DEFAULT_CONTRACT
 from harness.deadline import MULTIPLIER_ENV, parse_duration, parse_multiplier
 from harness.errors import ConfigError, DependencyMissing
+from harness.vm.arch import ARCH_PROFILES, profile
 from harness.vm.config import ACCELS, CACHE_MODES, DiskSpec, MachineConfig
 
 EXIT_PASSED = 0
@@ -48,7 +49,12 @@ def add_vm_options(
     """The ``virtual machine`` option group. ``disk``: the disk options (``--disk``,
     ``--disk-size-mib``, ``--cache``); ``contract``: ``--contract``."""
     group = parser.add_argument_group("virtual machine")
-    group.add_argument("--arch", default="aarch64", help="guest architecture (default aarch64)")
+    group.add_argument(
+        "--arch",
+        default="aarch64",
+        choices=sorted(ARCH_PROFILES),
+        help="guest architecture (default aarch64)",
+    )
     group.add_argument(
         "--accel",
         choices=ACCELS,
@@ -94,16 +100,18 @@ def add_contract_option(group: argparse._ActionsContainer) -> None:
 
 
 def resolve_multiplier(args: argparse.Namespace) -> float:
-    """``--timeout-multiplier``, else ``$QEMU_TIMEOUT_MULTIPLIER``, else 1."""
+    """``--timeout-multiplier``, else ``$QEMU_TIMEOUT_MULTIPLIER``, else 1; times the guest
+    architecture's own TCG slowdown (:attr:`harness.vm.arch.ArchProfile.timeout_scale`)."""
+    arch_scale = profile(getattr(args, "arch", "aarch64")).timeout_scale
     if args.timeout_multiplier is not None:
-        return float(args.timeout_multiplier)
+        return float(args.timeout_multiplier) * arch_scale
     env = os.environ.get(MULTIPLIER_ENV)
     if env:
         try:
-            return parse_multiplier(env)
+            return parse_multiplier(env) * arch_scale
         except ConfigError as exc:
             raise ConfigError(f"${MULTIPLIER_ENV}: {exc}") from None
-    return 1.0
+    return arch_scale
 
 
 def ensure_guest_image(arch: str, out: ProgressPrinter) -> Any:

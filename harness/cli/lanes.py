@@ -19,6 +19,7 @@ from harness.contract.profiles import DEFAULT_PROFILE, Settings
 from harness.contract.spec import Contract
 from harness.deadline import MULTIPLIER_ENV, parse_multiplier
 from harness.errors import ConfigError
+from harness.vm.arch import profile as arch_profile
 
 
 def add_lane_options(parser: argparse.ArgumentParser) -> None:
@@ -73,10 +74,11 @@ class Lane:
 
     contract: Contract
     settings: Settings
+    arch_scale: float = 1.0  # the guest architecture's TCG slowdown (harness.vm.arch)
 
     @property
     def multiplier(self) -> float:
-        return self.settings.timeout_multiplier or 1.0
+        return (self.settings.timeout_multiplier or 1.0) * self.arch_scale
 
     def config_overrides(self) -> dict[str, Any]:
         """MachineConfig fields the lane sets (others keep the image's defaults)."""
@@ -102,7 +104,7 @@ def resolve_lane(args: argparse.Namespace, contract: Contract) -> Lane:
     lane_contract = contract.with_profile(args.profile)
     if args.until_phase is not None:
         phase_named(lane_contract.phases, args.until_phase)
-    return Lane(lane_contract, settings)
+    return Lane(lane_contract, settings, arch_profile(args.arch).timeout_scale)
 
 
 def junit_from_run(

@@ -1,10 +1,9 @@
-"""The guest image: an aarch64 (or other) `virt` kernel plus a CPython initramfs, built from
+"""The guest image: an aarch64 or riscv64 `virt` kernel plus a CPython initramfs, built from
 pinned Debian packages.
 
 Public interface (other parts of the harness code against exactly this)::
 
-    BootProfile   how QEMU boots the image (the recipe's [boot] table)
-    GuestImage    paths of a built image + its BootProfile
+    GuestImage    paths of a built image (how QEMU boots it: harness.vm.arch)
     ensure_image  build if missing or stale, return the GuestImage
     main          the CLI of `python -m harness image`
     ImageError    root of every error the builder raises on purpose
@@ -20,9 +19,8 @@ from __future__ import annotations
 
 from harness.image.build import GuestImage, ensure_image
 from harness.image.errors import ImageError
-from harness.image.recipe import BootProfile
 
-__all__ = ["BootProfile", "GuestImage", "ImageError", "ensure_image", "main"]
+__all__ = ["GuestImage", "ImageError", "ensure_image", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -154,7 +154,7 @@ class VmFactory:
     def timeout(self, seconds: float) -> Deadline:
         """A deadline of ``seconds`` scaled by ``--qemu-timeout-multiplier``."""
         return Deadline(
-            self.settings.scale(seconds), label=f"{seconds:g} s x {self.settings.multiplier:g}"
+            self.settings.scale(seconds), label=f"{seconds:g} s x {self.settings.timeout_scale:g}"
         )
 
     def expect_markers(
@@ -172,7 +172,7 @@ class VmFactory:
             if isinstance(markers, BootContract)
             else BootContract.of(markers, timeout=timeout)
         )
-        matcher = BootMatcher(contract, multiplier=self.settings.multiplier)
+        matcher = BootMatcher(contract, multiplier=self.settings.timeout_scale)
         deadline = self.timeout(timeout)
         watch_boot(machine, matcher, deadline, until=until)
         if matcher.outcome is Outcome.PASSED and until == "poweroff":

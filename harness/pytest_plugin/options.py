@@ -17,7 +17,8 @@ import pytest
 from harness.artifacts import RUNS_SUBDIR, default_build_dir
 from harness.deadline import MULTIPLIER_ENV, parse_multiplier
 from harness.errors import ConfigError
-from harness.vm.config import ACCELS, ARCH_DEFAULTS
+from harness.vm.arch import ARCH_PROFILES
+from harness.vm.config import ACCELS
 
 GROUP = "statefs-qemu"
 GROUP_DESCRIPTION = "statefs-qemu: QEMU virtual machines"
@@ -57,7 +58,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="qemu_arch",
         default=None,
         metavar="ARCH",
-        choices=sorted(ARCH_DEFAULTS),
+        choices=sorted(ARCH_PROFILES),
         help=HELP_ARCH,
     )
     group.addoption(
@@ -99,9 +100,14 @@ class QemuSettings:
     artifacts_dir: Path
     sources: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def timeout_scale(self) -> float:
+        """The multiplier times the architecture's TCG slowdown (harness.vm.arch)."""
+        return self.multiplier * ARCH_PROFILES[self.arch].timeout_scale
+
     def scale(self, seconds: float) -> float:
-        """A timeout scaled by the multiplier."""
-        return seconds * self.multiplier
+        """A timeout scaled by the multiplier and the architecture."""
+        return seconds * self.timeout_scale
 
     def describe(self) -> str:
         def show(name: str, value: object) -> str:
@@ -143,10 +149,10 @@ def resolve(config: pytest.Config) -> QemuSettings:
         ("artifacts", "artifacts"),
     ):
         values[key], sources[name] = _pick(config, key)
-    if values["arch"] not in ARCH_DEFAULTS:
+    if values["arch"] not in ARCH_PROFILES:
         raise pytest.UsageError(
             f"{sources['arch']}: unknown arch {values['arch']!r} "
-            f"(known: {', '.join(sorted(ARCH_DEFAULTS))})"
+            f"(known: {', '.join(sorted(ARCH_PROFILES))})"
         )
     if values["accel"] not in ACCELS:
         raise pytest.UsageError(

@@ -352,6 +352,7 @@ class Machine:
                 how=self._stop_how or "sigkill",
                 at=self.now(),
                 reason=self._shutdown_reason(),
+                silent_poweroff=self.config.defaults.silent_poweroff,
             )
             self.logger.info("%s", self.exit_info.describe())
         self._set_state(MachineState.STOPPED)

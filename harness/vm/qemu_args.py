@@ -19,10 +19,6 @@ from harness.vm.accel import AccelChoice
 from harness.vm.config import MachineConfig
 from harness.vm.record import DIRECT_SUFFIX, blkreplay_drive_args, check_recordable
 
-#: Kernel command line limits (bytes, including the terminating NUL) by guest arch:
-#: arm64 and x86 define COMMAND_LINE_SIZE as 2048.
-COMMAND_LINE_SIZE: dict[str, int] = {"aarch64": 2048, "x86_64": 2048}
-
 SERIAL_CHARDEV = "serial0"
 QMP_CHARDEV = "qmp0"
 
@@ -38,7 +34,7 @@ class Endpoints:
 def kernel_command_line(config: MachineConfig) -> str:
     """The ``-append`` string; raises :class:`ConfigError` if the kernel would truncate it."""
     line = " ".join(config.kernel_args)
-    limit = COMMAND_LINE_SIZE.get(config.arch, 2048)
+    limit = config.defaults.command_line_size
     size = len(line.encode("utf-8"))
     if size > limit - 1:
         longest = max(config.kernel_args, key=len)
@@ -66,6 +62,7 @@ def build_argv(
     argv += ["-name", name, "-nodefaults", "-no-user-config", "-display", "none"]
     argv += ["-msg", "timestamp=on"]
     argv += ["-machine", config.machine_type]
+    argv += list(config.defaults.firmware)
     argv += ["-accel", accel.name]
     argv += ["-cpu", "host" if accel.is_kvm else config.tcg_cpu]
     if config.icount is not None:

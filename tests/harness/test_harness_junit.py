@@ -1,6 +1,7 @@
 """JUnit per marker, read back with junitparser (a maintained JUnit reader, as CI uses), and the
 ``run`` options that produce it: ``--junit``, ``--profile``, ``--until-phase`` (fake QEMU)."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ from harness.contract.junit import OUTCOME_CASE, JunitBoot, write_junit
 from harness.contract.matcher import BootMatcher, Outcome
 from harness.contract.spec import Contract
 from harness.errors import ConfigError
+from harness.vm.arch import ARCH_PROFILES
 from harness.vm.config import MachineConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -116,19 +118,10 @@ def fake_image(fake_qemu: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     kernel, initrd = tmp_path / "vmlinuz", tmp_path / "initrd"
     kernel.write_bytes(b"fake kernel")
     initrd.write_bytes(b"fake initrd")
-    image = SimpleNamespace(
-        arch="aarch64",
-        kernel=kernel,
-        initramfs=initrd,
-        boot=SimpleNamespace(
-            qemu_binary=str(fake_qemu),
-            machine="virt",
-            cpu="cortex-a57",
-            console="ttyAMA0",
-            kernel_args=(),
-            virtio_suffix="device",
-        ),
-    )
+    image = SimpleNamespace(arch="aarch64", kernel=kernel, initramfs=initrd)
+    # The QEMU binary comes from the architecture's profile: the fake one stands in for it.
+    aarch64 = dataclasses.replace(ARCH_PROFILES["aarch64"], qemu_binary=str(fake_qemu))
+    monkeypatch.setitem(ARCH_PROFILES, "aarch64", aarch64)
     monkeypatch.setattr("harness.cli.common.ensure_guest_image", lambda arch, out: image)
     monkeypatch.setenv("FAKE_QEMU_MODE", "contract")
     monkeypatch.delenv("QEMU_TIMEOUT_MULTIPLIER", raising=False)

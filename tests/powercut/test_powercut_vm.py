@@ -63,7 +63,12 @@ def test_short_power_cut_campaign_loses_nothing(guest_image, qemu_settings, tmp_
         str(qemu_settings.multiplier),
     ]
     result = subprocess.run(
-        argv, cwd=REPO, capture_output=True, text=True, timeout=600, check=False
+        argv,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=qemu_settings.scale(600),
+        check=False,
     )
     print(result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr
