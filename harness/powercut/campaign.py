@@ -272,7 +272,8 @@ class Campaign:
             server.start()
             config = MachineConfig.from_image(
                 self.image,
-                disks=(server.disk_spec(),),
+                # QEMU would merge the guest's adjacent requests back into one write.
+                disks=(server.disk_spec(device_options=(("request-merging", "off"),)),),
                 kernel_args=self._kernel_args(number, final),
                 accel=options.accel,
             )
