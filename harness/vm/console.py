@@ -4,13 +4,12 @@ QEMU's serial port blocks the guest's vCPU when its chardev cannot take more byt
 console that is read only while a test calls ``expect()`` changes the guest's timing (a
 power-cut test that sleeps would stall the guest on its next ``print``). Here one thread per VM
 reads the console the whole time QEMU lives, through pexpect's ``fdspawn`` on the serial socket,
-and hands each chunk to three consumers:
+and hands each chunk to two consumers:
 
 * :class:`ConsoleLog` appends the raw bytes to ``uart.log`` and one ``<seconds> <line>`` record
   per line to ``uart.timestamps`` (flushed per chunk: a harness crash loses nothing written);
 * :class:`Transcript` keeps the decoded text with arrival times, for the matcher and
-  :meth:`Console.expect` (cursor based, so readers never steal each other's data);
-* listeners (live echo in ``python -m harness boot``).
+  :meth:`Console.expect` (cursor based, so readers never steal each other's data).
 
 The thread stops at EOF, which QEMU's exit causes, so output printed just before a crash or a
 power cut is still read and logged. Times are seconds since QEMU's launch (``origin``).
@@ -38,7 +37,6 @@ from harness.errors import ConsoleError
 log = logging.getLogger(__name__)
 
 Chunk = tuple[str, float]
-Listener = Callable[[bytes, float], None]
 
 READ_SIZE = 65536
 _POLL_INTERVAL = 0.2
@@ -172,8 +170,6 @@ class Console:
         self._clock = clock
         self.name = name
         self.transcript = Transcript()
-        self._listeners: list[Listener] = []
-        self._listeners_lock = threading.Lock()
         self._stop = threading.Event()
         self._child = pexpect.fdpexpect.fdspawn(sock.fileno(), timeout=None, use_poll=True)
         self._thread = threading.Thread(target=self._drain, name=f"console-{name}", daemon=True)
@@ -189,16 +185,6 @@ class Console:
     def now(self) -> float:
         """Seconds since QEMU's launch, the time base of every console record."""
         return self._clock() - self._origin
-
-    def add_listener(self, listener: Listener) -> None:
-        """Call ``listener(bytes, seconds)`` for each chunk from now on (drainer thread)."""
-        with self._listeners_lock:
-            self._listeners.append(listener)
-
-    def remove_listener(self, listener: Listener) -> None:
-        with self._listeners_lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
 
     @property
     def eof(self) -> bool:
@@ -225,13 +211,6 @@ class Console:
                 self.bytes_read += len(data)
                 self._log.write(data, text, at)
                 self.transcript.append(text, at)
-                with self._listeners_lock:
-                    listeners = list(self._listeners)
-                for listener in listeners:
-                    try:
-                        listener(data, at)
-                    except Exception:
-                        self.logger.exception("console listener %r failed", listener)
             tail = decoder.decode(b"", final=True)
             if tail:
                 at = self.now()
