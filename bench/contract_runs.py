@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.env import Load, sample_load
-from harness.contract.runner import ContractRunner, RunOptions, contract_config, create_disk
+from harness.contract.runner import ContractRunner, RunOptions, contract_config
 from harness.contract.spec import Contract
 from harness.vm.config import Accel
+from harness.vm.disks import create_disk
 
 #: (phase id, text that marks it: the first console line containing one of these)
 PHASES: tuple[tuple[str, tuple[str, ...]], ...] = (

@@ -33,6 +33,7 @@ import pexpect.fdpexpect
 
 from harness.deadline import Deadline
 from harness.errors import ConsoleError
+from harness.lines import LineSplitter, split_lines
 
 log = logging.getLogger(__name__)
 
@@ -49,32 +50,24 @@ def _decoder() -> codecs.IncrementalDecoder:
     return codecs.getincrementaldecoder("utf-8")(errors="replace")
 
 
-def _clean_line(line: str) -> str:
-    return line.rstrip("\r")
-
-
 class ConsoleLog:
     """``uart.log`` (raw bytes) plus ``uart.timestamps`` (one timed record per line)."""
 
     def __init__(self, uart_log: Path, timestamps: Path) -> None:
         self._raw: BinaryIO = open(uart_log, "ab", buffering=0)  # noqa: SIM115 (closed in close())
         self._stamps: TextIO = open(timestamps, "a", encoding="utf-8")  # noqa: SIM115
-        self._partial = ""
-        self._partial_at: float | None = None
+        self._lines = LineSplitter()
 
     def write(self, data: bytes, text: str, at: float) -> None:
         self._raw.write(data)
-        pieces = (self._partial + text).split("\n")
-        self._partial = pieces.pop()
-        for line in pieces:
-            self._stamps.write(f"{at:10.6f} {_clean_line(line)}\n")
-        self._partial_at = at if self._partial else None
+        for line, _ in self._lines.feed(text, at):
+            self._stamps.write(f"{at:10.6f} {line}\n")
         self._stamps.flush()
 
     def close(self) -> None:
-        if self._partial and self._partial_at is not None:
-            self._stamps.write(f"{self._partial_at:10.6f} {_clean_line(self._partial)}\n")
-            self._partial = ""
+        last = self._lines.flush()
+        if last is not None and last[1] is not None:
+            self._stamps.write(f"{last[1]:10.6f} {last[0]}\n")
         self._raw.close()
         self._stamps.close()
 
@@ -147,7 +140,7 @@ class Transcript:
 
     def tail(self, max_lines: int = 40, max_chars: int = 8000) -> str:
         """The last lines of the console, bounded in lines and characters."""
-        lines = [_clean_line(line) for line in self.text().splitlines()][-max_lines:]
+        lines = split_lines(self.text())[-max_lines:]
         text = "\n".join(lines)
         return text[-max_chars:]
 

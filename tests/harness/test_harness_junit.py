@@ -122,7 +122,9 @@ def fake_image(fake_qemu: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     # The QEMU binary comes from the architecture's profile: the fake one stands in for it.
     aarch64 = dataclasses.replace(ARCH_PROFILES["aarch64"], qemu_binary=str(fake_qemu))
     monkeypatch.setitem(ARCH_PROFILES, "aarch64", aarch64)
-    monkeypatch.setattr("harness.cli.common.ensure_guest_image", lambda arch, out: image)
+    monkeypatch.setattr(
+        "harness.cli.common.ensure_guest_image", lambda arch, out, image_dir=None: image
+    )
     monkeypatch.setenv("FAKE_QEMU_MODE", "contract")
     monkeypatch.delenv("QEMU_TIMEOUT_MULTIPLIER", raising=False)
     return image

@@ -228,7 +228,7 @@ class _Run:
         self.rng = random.Random(f"{history.name}/{seed}/history")
         self.seed = seed
         self.figures = Figures(f"{history.name}[seed {seed}]")
-        self.notes: dict[str, int] = {"crashes_in_seal": 0, "crashes_in_checkpoint": 0}
+        self.notes: dict[str, int] = {f"crashes_in_{kind}": 0 for kind in KINDS}
         self.notes["deepest"] = 0
 
     def stopped(self) -> bool:
@@ -324,8 +324,7 @@ class _Run:
                 self.figures, name, f"recovered {digest(recovered)}, not a commit point", level
             )
             return
-        if kind in ("seal", "checkpoint"):
-            self.notes[f"crashes_in_{kind}"] += 1
+        self.notes[f"crashes_in_{kind}"] += 1
         d = self.driver(name, image, recovered)
 
         def script() -> None:
