@@ -116,11 +116,6 @@ def recorded_boots(path: Path) -> list[RecordedBoot]:
     return sorted(found, key=lambda boot: boot.number)
 
 
-def boot_dirs(path: Path) -> list[tuple[int, Path]]:
-    """``(number, directory)`` of each recorded boot (see :func:`recorded_boots`)."""
-    return [(boot.number, boot.directory) for boot in recorded_boots(path)]
-
-
 _RECORDED_ONLY = {Outcome.TIMEOUT.value, Outcome.FAILED.value, Outcome.INCOMPLETE.value}
 
 

@@ -1,7 +1,7 @@
 """The workload driver: runs store operations on a recording device and keeps the model.
 
 Why a driver and not plain store calls: every operation that may write must be bracketed by
-the commit-point marks the oracle needs (:mod:`support.crashrec`), and the model (a dict of
+the commit-point marks the oracle needs (:mod:`harness.crashsim`), and the model (a dict of
 what the store must hold) must follow exactly the store's documented semantics: ``put`` and
 ``delete`` change the in-memory view at once, ``sync``/``compact`` commit it, a refused put
 (``ENOSPC``, ``ENOBUFS``) changes nothing. The driver also checks the store agrees with the
