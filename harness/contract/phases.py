@@ -15,13 +15,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.errors import ContractError
-
-if TYPE_CHECKING:  # spec imports this module; the matcher imports spec
-    from harness.contract.matcher import Arrival, FailureHit
-    from harness.contract.spec import BootContract, Contract, Marker
 
 
 @dataclass(frozen=True)
@@ -37,7 +33,7 @@ def parse_phases(
     data: Mapping[str, Any],
     *,
     fail: Callable[[str], ContractError],
-    markers: Sequence[Marker],
+    markers: Sequence[Any],
 ) -> tuple[Phase, ...]:
     """The ``[[phase]]`` entries, validated against the contract's markers."""
     entries = data.get("phase", [])
@@ -76,7 +72,7 @@ def parse_phases(
 
 
 def check_coverage(
-    phases: Sequence[Phase], markers: Sequence[Marker], *, fail: Callable[[str], ContractError]
+    phases: Sequence[Phase], markers: Sequence[Any], *, fail: Callable[[str], ContractError]
 ) -> None:
     """Every required marker is in a phase (else the report could not place it)."""
     phased = {marker_id for phase in phases for marker_id in phase.markers}
@@ -92,7 +88,7 @@ def phase_of(phases: Sequence[Phase], marker_id: str) -> Phase | None:
     return None
 
 
-def boot_phases(phases: Sequence[Phase], boot: BootContract) -> list[tuple[Phase, list[Marker]]]:
+def boot_phases(phases: Sequence[Phase], boot: Any) -> list[tuple[Phase, list[Any]]]:
     """``(phase, its markers in this boot)`` for each phase that has markers in ``boot``."""
     by_id = {m.id: m for m in boot.markers}
     found = []
@@ -103,9 +99,7 @@ def boot_phases(phases: Sequence[Phase], boot: BootContract) -> list[tuple[Phase
     return found
 
 
-def first_failed_phase(
-    boot: BootContract, arrivals: Mapping[str, Arrival], failure: FailureHit | None
-) -> Phase | None:
+def first_failed_phase(boot: Any, arrivals: Mapping[str, Any], failure: Any | None) -> Phase | None:
     """The first phase of ``boot`` (a BootContract) that did not complete.
 
     A failure line that belongs to a marker (a capture mismatch, ``max_count``) fails that
@@ -128,9 +122,7 @@ def first_failed_phase(
     return None
 
 
-def phase_summary(
-    boot: BootContract, arrivals: Mapping[str, Arrival], failure: FailureHit | None
-) -> str:
+def phase_summary(boot: Any, arrivals: Mapping[str, Any], failure: Any | None) -> str:
     """The report's phase line: which phase failed first and which completed, or ""."""
     phases = boot_phases(boot.phases, boot)
     if not phases:
@@ -147,7 +139,7 @@ def phase_summary(
 
 
 # -- --until-phase ---------------------------------------------------------------------------
-def boots_until_phase(contract: Contract, name: str, boots: Sequence[int]) -> tuple[int, ...]:
+def boots_until_phase(contract: Any, name: str, boots: Sequence[int]) -> tuple[int, ...]:
     """``boots`` up to and including the first that has a required marker of phase ``name``."""
     phase = phase_named(contract.phases, name)
     for index, number in enumerate(boots):
@@ -157,7 +149,7 @@ def boots_until_phase(contract: Contract, name: str, boots: Sequence[int]) -> tu
     raise ContractError(f"phase {name!r} has no required marker in boots {list(boots)}")
 
 
-def until_phase(boot: BootContract, name: str) -> BootContract:
+def until_phase(boot: Any, name: str) -> Any:
     """``boot`` (a BootContract) whose markers of the phases after ``name`` are optional, so
     it passes as soon as every phase up to ``name`` is complete."""
     order = [p.name for p in boot.phases]

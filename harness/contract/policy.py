@@ -20,19 +20,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.errors import ContractError
-
-if TYPE_CHECKING:  # spec imports this module
-    from harness.contract.spec import Pattern
 
 
 @dataclass(frozen=True)
 class Forbidden:
     """A console line that must not appear in the boots it names (every boot if ``None``)."""
 
-    pattern: Pattern
+    pattern: Any  # harness.contract.spec.Pattern (not imported: spec imports this module)
     boots: frozenset[int] | None = None
     reason: str = ""
 
@@ -51,7 +48,7 @@ class MatchPolicy:
     forbidden: tuple[Forbidden, ...] = ()
     strict_namespaces: tuple[str, ...] = ()
 
-    def for_boot(self, number: int, known: Sequence[Pattern]) -> BootPolicy:
+    def for_boot(self, number: int, known: Sequence[Any]) -> BootPolicy:
         """The policy one boot applies; ``known``: every pattern of the contract."""
         return BootPolicy(
             forbidden=tuple(f for f in self.forbidden if f.in_boot(number)),
@@ -66,7 +63,7 @@ class BootPolicy:
 
     forbidden: tuple[Forbidden, ...] = ()
     strict_namespaces: tuple[str, ...] = ()
-    known: tuple[Pattern, ...] = field(default=(), repr=False)
+    known: tuple[Any, ...] = field(default=(), repr=False)
 
     def violation(self, line: str, *, matched: bool) -> tuple[str, str] | None:
         """``(id, reason)`` if ``line`` breaks the policy; ``matched``: a marker of this boot
@@ -106,7 +103,7 @@ def count_violation(marker_id: str, count: int, limit: int | None) -> str:
 
 
 # -- parsing ---------------------------------------------------------------------------------
-PatternOf = Callable[[Mapping[str, Any], str], "Pattern"]
+PatternOf = Callable[[Mapping[str, Any], str], Any]
 
 
 def parse_policy(

@@ -78,7 +78,7 @@ class History:
 
 def shape(depth: Depth) -> tuple[int, int]:
     """(levels, branches): crashes deep, children per recording."""
-    return 3, 2 if depth.level == 1 else 3
+    return 3, (2 if depth.level == 1 else 3)
 
 
 # -- the work --------------------------------------------------------------------------------
@@ -104,17 +104,17 @@ def _grow(d: Driver, history: History) -> None:
 
 
 def _recover_and_continue(d: Driver, history: History) -> None:
-    """A child's work after its recorded open: close + reopen, shrink, compact, regrow,
-    overwrite, delete, close + reopen."""
+    """A child's work after its recorded open: close + reopen, shrink (synced, or committed
+    by the compaction), compact, regrow, overwrite, delete, close + reopen."""
     d.close()
     d.reopen()
     keep = d.rng.choice((0, 0, 1, 2))
     victims = d.rng.sample(sorted(d.model), max(0, len(d.model) - keep))
     for key in victims:
         d.delete(key)
-    if victims:
+    if victims and d.rng.random() < 0.5:
         d.sync()
-    d.compact()  # of the shrunk set: an empty snapshot when nothing was kept
+    d.compact()  # of the shrunk set (committing the deletes, half the time): maybe empty
     for _ in range(history.regrow):
         if d.put(history.key(d.rng.randrange(history.keys)), d.value(*history.values)) == 0:
             d.sync()
@@ -228,7 +228,7 @@ class _Run:
         self.rng = random.Random(f"{history.name}/{seed}/history")
         self.seed = seed
         self.figures = Figures(f"{history.name}[seed {seed}]")
-        self.notes: dict[str, int] = {"crashes_in_seal": 0, "crashes_in_checkpoint": 0}
+        self.notes: dict[str, int] = {f"crashes_in_{kind}": 0 for kind in KINDS}
         self.notes["deepest"] = 0
 
     def stopped(self) -> bool:
@@ -324,8 +324,7 @@ class _Run:
                 self.figures, name, f"recovered {digest(recovered)}, not a commit point", level
             )
             return
-        if kind in ("seal", "checkpoint"):
-            self.notes[f"crashes_in_{kind}"] += 1
+        self.notes[f"crashes_in_{kind}"] += 1
         d = self.driver(name, image, recovered)
 
         def script() -> None:
