@@ -5,12 +5,17 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 ARCH    ?= aarch64
 PYTEST_ARGS ?=
+# The riscv64 lane of `make test`: the two-boot contract and the short power-cut campaign,
+# on the riscv64 image (the aarch64 lane is the whole suite).
+RISCV64_LANE := tests/harness/test_harness_vm.py::test_qemu_test_script_passes_the_full_contract \
+	tests/powercut/test_powercut_vm.py::test_short_power_cut_campaign_loses_nothing
 
 .PHONY: help setup test unit lint fmt image qemu-test bench clean
 
 help:
 	@echo "make qemu-test   boot the VM and prove the marker contract (installs what is missing)"
-	@echo "make test        lint + every host test + the QEMU tests (what CI runs)"
+	@echo "                 ARCH=riscv64 for the riscv64 guest (default aarch64)"
+	@echo "make test        lint + every host test + the QEMU tests, then the riscv64 lane"
 	@echo "make unit        host tests only, no VM"
 	@echo "make image       build the guest image into build/images/$(ARCH)"
 	@echo "make lint        ruff check + format check"
@@ -32,12 +37,13 @@ unit: setup
 
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m qemu --qemu-arch riscv64 $(RISCV64_LANE) $(PYTEST_ARGS)
 
 image: setup
 	$(PY) -m harness image --arch $(ARCH)
 
 qemu-test: setup
-	./scripts/qemu-test.sh
+	ARCH=$(ARCH) ./scripts/qemu-test.sh
 
 bench: setup
 	@$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[bench]'

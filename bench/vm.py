@@ -29,6 +29,7 @@ from bench.vm_report import judge, render_report
 from harness.artifacts import create_unique_dir, default_runs_dir, new_run_id
 from harness.contract.spec import Contract
 from harness.image import ensure_image
+from harness.vm.arch import profile as arch_profile
 from harness.vm.config import Accel
 from harness.vm.kernel_args import new_nonce
 
@@ -40,9 +41,10 @@ def _contract(
 ) -> list[dict[str, Any]]:
     contract = Contract.load()
     records = []
+    multiplier = arch_profile(image.arch).timeout_scale
     for index in range(1, runs + 1):
         run_dir = create_unique_dir(root, f"contract-{index}")
-        run = run_once(image, contract, run_dir, accel, kernel_args)
+        run = run_once(image, contract, run_dir, accel, kernel_args, multiplier=multiplier)
         boots = ", ".join(
             f"boot {b.number} ready {b.phases.get('statefsd-ready') or float('nan'):.2f} s"
             for b in run.boots
@@ -134,13 +136,15 @@ def run(
     throughput: bool = True,
     kernel_args: Sequence[str] = (),
     say=print,
+    arch: str = "aarch64",
 ) -> dict[str, Any]:
     started = dt.datetime.now(dt.UTC)
-    image = ensure_image("aarch64", progress=True)
+    image = ensure_image(arch, progress=True)
     root = create_unique_dir(default_runs_dir(), f"bench-{new_run_id()}")
-    say(f"VM benchmark: runs under {root}")
+    say(f"VM benchmark ({arch}): runs under {root}")
     document: dict[str, Any] = {
         "kind": "vm",
+        "arch": arch,
         "started": started.isoformat(timespec="seconds"),
         "machine": describe_machine().as_dict(),
         "accel": accel,
@@ -173,8 +177,10 @@ def main(
     kernel_args: Sequence[str] = (),
     name: str = "vm",
     say=print,
+    arch: str = "aarch64",
 ) -> int:
     document = run(
+        arch=arch,
         runs=runs,
         guest_ops=guest_ops,
         accel=accel,

@@ -34,7 +34,7 @@ def boot_phase_medians(doc: Doc) -> dict[int, list[tuple[str, float, float, floa
     for number in numbers:
         boots = [b for run in runs for b in run["boots"] if b["number"] == number]
         rows = []
-        for phase in [p for p, _ in PHASES] + ["qemu-exit"]:
+        for phase in [*PHASES, "qemu-exit"]:
             values = [
                 b["exit_at"] if phase == "qemu-exit" else b["phases"].get(phase) for b in boots
             ]
@@ -264,7 +264,8 @@ def render_report(doc: Doc) -> str:
     before, after = doc["load_before"]["loadavg1"], doc["load_after"]["loadavg1"]
     saved = wall["median"] - wall["until_marker_median"]
     lines = [
-        f"statefs-qemu VM benchmark, {doc['started']} ({doc['accel']}; {machine['cpus']} cores, "
+        f"statefs-qemu VM benchmark, {doc.get('arch', 'aarch64')} guest, {doc['started']} "
+        f"({doc['accel']}; {machine['cpus']} cores, "
         f"{machine['memory_gib']:.0f} GiB, {machine['os']}, Python {machine['python']}; "
         f"load before {before:.2f}, after {after:.2f})",
         "",

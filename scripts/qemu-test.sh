@@ -6,6 +6,7 @@
 #   RUN_TIMEOUT=90s     deadline for the whole run: 90, 90s, 2m, 1m30s (default: the contract's
 #                       per-boot timeouts only)
 #   QEMU_TIMEOUT_MULTIPLIER=2   scale the contract's timeouts (slow machines)
+#   ARCH=riscv64        guest architecture: aarch64 (default) or riscv64 (images/<ARCH>.toml)
 #   RUN_PROFILE=smp2    run the contract's lane of that name (default: default)
 #   RUN_PHASE=store     stop once that contract phase is complete
 #   JUNIT_XML=path.xml  also write a JUnit file: one <testsuite> per boot, one <testcase> per
@@ -24,7 +25,7 @@ if [ ! -x "$PY" ]; then
   exit 2
 fi
 
-args=(run)
+args=(run --arch "${ARCH:-aarch64}")
 case "${RUN_UNTIL_MARKER:-0}" in
   1 | yes | true) args+=(--until-marker) ;;
   0 | no | false | "") ;;

@@ -117,10 +117,11 @@ def run_contract(raw_params: dict[str, str]) -> None:
 
 def run_powercut_boot(raw_params: dict[str, str]) -> None:
     """``sq.mode=powercut``: statefsd only, then check-and-write until the power is cut."""
-    from guest.selftest.powercut import run_powercut
+    from guest.selftest.powercut import limit_requests, run_powercut
 
     params = ContractParams(raw_params)
     probe_disk(params.disk)
+    limit_requests(raw_params, params.disk)
     sockets = runtime.prepare(params.disk)
     supervisor = Supervisor()
     try:

@@ -62,6 +62,12 @@ class Frame(Value):
     """One request or response: header fields plus key and value bytes."""
 
     __slots__ = ("flags", "key", "op", "request_id", "status", "value")
+    op: int
+    request_id: int
+    status: int
+    flags: int
+    key: bytes
+    value: bytes
 
     def __init__(
         self,

@@ -62,6 +62,9 @@ class Sockets(Value):
     """Where the services listen (the VM's defaults; host tests use a temp dir)."""
 
     __slots__ = ("keystored", "statefsd", "updated")
+    statefsd: str
+    keystored: str
+    updated: str
 
     def __init__(
         self,

@@ -40,7 +40,6 @@ FLAG_SNAPSHOT_END = 2
 
 OP_PUT = 1
 OP_DELETE = 2
-OP_CODES = (OP_PUT, OP_DELETE)
 
 #: Sector sizes a store can be formatted with.
 SECTOR_SIZES = (512, 1024, 2048, 4096)
@@ -151,6 +150,16 @@ class Superblock(Value):
         "snapshot_sectors",
         "volume_id",
     )
+    sector_size: int
+    sector_count: int
+    generation: int
+    epoch: int
+    active_region: int
+    region_sectors: int
+    volume_id: int
+    record_limit: int
+    snapshot_sectors: int
+    epoch_ceiling: int
 
     def __init__(
         self,

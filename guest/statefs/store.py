@@ -77,6 +77,9 @@ class StoreConfig(Value):
     """
 
     __slots__ = ("compact_garbage_ratio", "compact_min_bytes", "read_only")
+    compact_min_bytes: int
+    compact_garbage_ratio: float
+    read_only: bool
 
     def __init__(
         self,

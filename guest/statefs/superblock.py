@@ -41,6 +41,9 @@ class SlotState(Value):
     ("empty", "crc mismatch", ...)."""
 
     __slots__ = ("reason", "slot", "superblock")
+    slot: int
+    superblock: "Superblock | None"
+    reason: str
 
     def __init__(self, slot: int, superblock: Superblock | None, reason: str) -> None:
         self._set(slot=slot, superblock=superblock, reason=reason)
@@ -102,6 +105,10 @@ class Selection(Value):
     """
 
     __slots__ = ("peer_damaged", "rebuilt", "slot", "superblock")
+    superblock: "Superblock"
+    slot: int
+    peer_damaged: bool
+    rebuilt: str
 
     def __init__(self, superblock: Superblock, slot: int, peer_damaged: bool, rebuilt: str):
         self._set(superblock=superblock, slot=slot, peer_damaged=peer_damaged, rebuilt=rebuilt)

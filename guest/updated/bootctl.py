@@ -27,6 +27,9 @@ class SlotState(Value):
     """One slot: priority (0 = not bootable), tries left, and whether it proved good."""
 
     __slots__ = ("priority", "successful", "tries_left")
+    priority: int
+    tries_left: int
+    successful: bool
 
     def __init__(self, priority: int, tries_left: int, successful: bool) -> None:
         self._set(priority=priority, tries_left=tries_left, successful=successful)
@@ -40,6 +43,8 @@ class BootControl(Value):
     """Both slots, and ``current``: the slot the last boot attempt chose (what runs now)."""
 
     __slots__ = ("current", "slots")
+    slots: dict[str, "SlotState"]
+    current: str
 
     def __init__(self, slots: dict[str, SlotState], current: str) -> None:
         self._set(slots=dict(slots), current=current)

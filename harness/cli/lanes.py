@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from harness.contract.profiles import DEFAULT_PROFILE, Settings
 from harness.contract.spec import Contract
 from harness.deadline import MULTIPLIER_ENV, parse_multiplier
 from harness.errors import ConfigError
+from harness.vm.arch import profile as arch_profile
 
 
 def add_lane_options(parser: argparse.ArgumentParser) -> None:
@@ -73,10 +75,11 @@ class Lane:
 
     contract: Contract
     settings: Settings
+    arch_scale: float = 1.0  # the guest architecture's TCG slowdown (harness.vm.arch)
 
     @property
     def multiplier(self) -> float:
-        return self.settings.timeout_multiplier or 1.0
+        return (self.settings.timeout_multiplier or 1.0) * self.arch_scale
 
     def config_overrides(self) -> dict[str, Any]:
         """MachineConfig fields the lane sets (others keep the image's defaults)."""
@@ -102,7 +105,7 @@ def resolve_lane(args: argparse.Namespace, contract: Contract) -> Lane:
     lane_contract = contract.with_profile(args.profile)
     if args.until_phase is not None:
         phase_named(lane_contract.phases, args.until_phase)
-    return Lane(lane_contract, settings)
+    return Lane(lane_contract, settings, arch_profile(args.arch).timeout_scale)
 
 
 def junit_from_run(
@@ -140,6 +143,12 @@ def junit_from_replay(path: Path, lane: Lane, run_dir: Path, expected: list[int]
 
     try:
         replayed = replay(run_dir, lane.contract)
+        if not replayed:  # a summary written before any boot was recorded in it
+            replayed = [
+                boot
+                for number, directory in _boot_directories(run_dir)
+                for boot in replay(directory, lane.contract, boot=number)
+            ]
     except (ConfigError, OSError):
         # No boot was recorded: nothing to report per marker, and the interruption that got
         # us here must stay the error the caller sees.
@@ -155,3 +164,12 @@ def junit_from_replay(path: Path, lane: Lane, run_dir: Path, expected: list[int]
         run=f"marker-contract.{lane.contract.profile_name}",
         properties={"run": run_dir.name, "profile": lane.contract.profile_name},
     )
+
+
+def _boot_directories(run_dir: Path) -> list[tuple[int, Path]]:
+    found = []
+    for child in run_dir.iterdir():
+        match = re.fullmatch(r"boot(\d+)", child.name)
+        if match and child.is_dir():
+            found.append((int(match[1]), child))
+    return sorted(found)

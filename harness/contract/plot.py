@@ -24,6 +24,9 @@ from harness.errors import DependencyMissing
 
 INSTALL_HINT = "pip install -e '.[plot]' (matplotlib)"
 _PHASE_COLOURS = ("#dbe9f6", "#fbe3c9", "#dff0d8", "#eadcf2", "#f6f3c4", "#d9f1f1")
+_LEVELS = 6  # label rows above a lane's dots
+_ROW = 0.072  # their spacing, in lanes (a lane is 1.0)
+_CHAR_FRACTION = 0.0050  # one 7 pt character, as a fraction of the time axis (13 in wide)
 _OUTCOME_COLOURS = {
     Outcome.PASSED: "#2e7d32",
     Outcome.FAILED: "#c62828",
@@ -98,30 +101,33 @@ def _lane(ax: Any, boot: ReplayedBoot, y: float, colours: dict[str, str], span: 
     _shade_phases(ax, boot, y, colours)
     arrived = sorted(m.arrivals.values(), key=lambda a: (a.at or 0.0, a.line_no))
     required = {marker.id: marker.required for marker in m.contract.markers}
-    level, previous = 0, None
+    # Each label goes on the lowest free row: one whose previous label (its width estimated
+    # from its length) ends before this marker's time; a thin leader ties it to its dot.
+    char = span * _CHAR_FRACTION
+    row_ends = [float("-inf")] * _LEVELS
     for arrival in arrived:
         if arrival.at is None:
             continue
-        # Labels of markers close in time climb in steps so they do not overprint.
-        close = previous is not None and arrival.at - previous < span * 0.035
-        level = (level + 1) % 5 if close else 0
-        previous = arrival.at
+        free = [i for i, end in enumerate(row_ends) if end <= arrival.at]
+        row = free[0] if free else min(range(_LEVELS), key=lambda i: row_ends[i])
+        row_ends[row] = arrival.at + char * (len(arrival.marker_id) + 1)
         filled = required.get(arrival.marker_id, False)
         ax.plot(
             arrival.at, y, "o", markersize=7 if filled else 6, zorder=3,
             markerfacecolor="#2e7d32" if filled else "white", markeredgecolor="#2e7d32",
         )  # fmt: skip
-        offset = 0.08 + 0.1 * level
+        height = 0.1 + _ROW * row
+        ax.plot([arrival.at, arrival.at], [y + 0.04, height + y], color="#9e9e9e", lw=0.5)
         ax.text(
-            arrival.at, y + offset, arrival.marker_id, rotation=30, fontsize=7,
-            ha="left", va="bottom", zorder=4,
+            arrival.at, y + height, arrival.marker_id, fontsize=7, ha="left", va="bottom",
+            zorder=4,
         )  # fmt: skip
     end = _end_time(boot)
     if m.failure is not None and m.failure.at is not None:
         ax.plot(m.failure.at, y, "X", color="#c62828", markersize=11, zorder=5)
         ax.text(
             m.failure.at, y - 0.2, f"FAIL {m.failure.pattern_id}", color="#c62828",
-            fontsize=8, ha="center", va="top", zorder=5,
+            fontsize=8, ha="right", va="top", zorder=5,
         )  # fmt: skip
     ax.plot([end, end], [y - 0.3, y + 0.3], color="#333333", linewidth=1.5, zorder=2)
     missing = [marker.id for marker in m.missing]
@@ -146,14 +152,14 @@ def plot_run(
     labels = []
     for index, boot in enumerate(boots):
         y = lanes - 1 - index  # boot 1 on top
-        _lane(ax, boot, y, colours, longest)
+        _lane(ax, boot, y, colours, longest * 1.3 + 0.5)
         outcome = boot.matcher.outcome
         labels.append((y, f"boot {boot.number}\n{outcome.value.upper()}", outcome))
     for index, number in enumerate(not_run):
         y = lanes - 1 - len(boots) - index
         ax.text(0.1, y, "not run (an earlier boot did not pass)", fontsize=8, va="center")
         labels.append((y, f"boot {number}\nNOT RUN", Outcome.RUNNING))
-    ax.set_xlim(0, longest * 1.3 + 0.5)
+    ax.set_xlim(0, longest * 1.3 + 0.5)  # room for the "missing:" text
     ax.set_ylim(-0.6, lanes - 0.4 + 0.45)
     ax.set_yticks([y for y, _, _ in labels], [text for _, text, _ in labels])
     for tick, (_, _, outcome) in zip(ax.get_yticklabels(), labels, strict=True):

@@ -27,6 +27,7 @@ from typing import Any
 from harness.contract.spec import Contract
 from harness.deadline import Deadline
 from harness.powercut.watch import BootWatch, boot_contract
+from harness.vm.arch import profile
 from harness.vm.config import DiskSpec, MachineConfig
 from harness.vm.machine import Machine
 
@@ -117,7 +118,7 @@ def record_run(
 ) -> GuestRun:
     """Boot the workload on ``disk`` (blank) with every request logged to ``log``."""
     log.write_bytes(b"")
-    args, device = blklogwrites_args(disk, log, image.boot.virtio_suffix)
+    args, device = blklogwrites_args(disk, log, profile(image.arch).virtio_suffix)
     base = MachineConfig.from_image(image, kernel_args=_kernel_args(nonce, writes), accel=accel)
     config = base.replace(devices=(*base.devices, device), extra_args=(*base.extra_args, *args))
     machine = Machine(config, name="record", artifacts_root=run_dir)

@@ -169,9 +169,10 @@ def select_archive_sources(
 ) -> list[ArchiveSource]:
     """The (uri, suite) pairs to fetch ``suites`` from, in the recipe's suite order.
 
-    A suite the host does not list (e.g. ``sid`` for riscv64 on a bookworm host) is taken from
-    the URIs of the host's Debian archive entries for a plain release suite (no ``-updates`` or
-    ``-security`` suffix), since the main archive serves every release.
+    A suite the host does not list (``trixie`` for riscv64 on a bookworm host) is taken from
+    the URIs of the host's Debian entries for a suite of the same kind (see
+    :func:`suite_kind`): the archive that serves ``bookworm-security`` serves
+    ``trixie-security`` too, and the main archive serves every release and its ``-updates``.
     """
     usable = [
         entry
@@ -199,23 +200,36 @@ def select_archive_sources(
                 found = True
         if not found:
             missing.append(suite)
-    if missing:
-        base = [
-            entry
-            for entry in usable
-            if any("-" not in suite for suite in entry.suites)
-            and wanted_components & set(entry.components)
-        ]
-        if not base:
+    for suite in missing:
+        derived = _derived_sources(usable, suite, components)
+        if not derived:
             raise SourcesError(_no_source_message(entries, suites, components))
-        for suite in missing:
-            for entry in base:
-                for uri in entry.uris:
-                    source = ArchiveSource(uri, suite, tuple(components), entry.signed_by, True)
-                    if source not in chosen:
-                        log.info("apt: suite %s not in the host's sources, using %s", suite, uri)
-                        chosen.append(source)
+        for source in derived:
+            if source not in chosen:
+                log.info("apt: suite %s not in the host's sources, using %s", suite, source.uri)
+                chosen.append(source)
     return chosen
+
+
+def suite_kind(suite: str) -> str:
+    """What a suite is besides its release: ``""`` (a release), ``-updates``, ``-security``."""
+    _, dash, kind = suite.partition("-")
+    return dash + kind
+
+
+def _derived_sources(
+    usable: Sequence[SourceEntry], suite: str, components: Sequence[str]
+) -> list[ArchiveSource]:
+    """Sources for ``suite`` from the host's entries for suites of the same kind."""
+    kind = suite_kind(suite)
+    found = []
+    for entry in usable:
+        if not set(components) & set(entry.components):
+            continue
+        if any(suite_kind(listed) == kind for listed in entry.suites):
+            for uri in entry.uris:
+                found.append(ArchiveSource(uri, suite, tuple(components), entry.signed_by, True))
+    return found
 
 
 def _no_source_message(

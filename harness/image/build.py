@@ -36,7 +36,7 @@ from harness.image.errors import (
 from harness.image.fetch import AptWorkspace, sha256_file
 from harness.image.manifest import INITRAMFS_NAME, KERNEL_NAME
 from harness.image.progress import Progress
-from harness.image.recipe import REPO_ROOT, BootProfile, Recipe, load_recipe
+from harness.image.recipe import REPO_ROOT, Recipe, load_recipe
 from harness.image.trees import PackageTree, package_tree
 
 log = logging.getLogger(__name__)
@@ -49,13 +49,12 @@ _BUILDER_DIR = Path(__file__).resolve().parent
 
 @dataclass(frozen=True)
 class GuestImage:
-    """A built image: what QEMU needs to boot it."""
+    """A built image: the files QEMU boots (how it boots them: :mod:`harness.vm.arch`)."""
 
     arch: str
     kernel: Path
     initramfs: Path
     manifest: Path
-    boot: BootProfile
 
 
 def kept_stdlib(
@@ -63,11 +62,13 @@ def kept_stdlib(
     guest_dir: Path,
     package_scan: stdlib.ImportScan,
     cache_dir: Path | None = None,
+    guest_stdlib: Path | None = None,
 ) -> tuple[frozenset[str], stdlib.ImportScan]:
     """The stdlib modules the image keeps for this guest code (and the guest's import scan).
 
     ``package_scan`` is the import scan of the third-party packages the image ships (taken
     from the package tree at build time; from the host's copies in the guard test).
+    ``guest_stdlib``: the guest's stdlib directory when its Python is not the host's version.
     """
     local = ("guest", *(p.name for p in recipe.python.packages))
     guest_scan = stdlib.scan_imports(stdlib.python_files(guest_dir), local=local)
@@ -76,7 +77,7 @@ def kept_stdlib(
         guest_scan.stdlib_roots | package_scan.stdlib_roots,
         guest_scan.other_roots | package_scan.other_roots,
     )
-    kept = stdlib.closure(scan, recipe.stdlib.extra, recipe.stdlib.exclude, cache_dir)
+    kept = stdlib.closure(scan, recipe.stdlib.extra, recipe.stdlib.exclude, cache_dir, guest_stdlib)
     return kept, guest_scan
 
 
@@ -141,13 +142,12 @@ class ImageBuilder:
                 raise DiskFull(Path(exc.filename or self.out), exc) from exc
             raise
 
-    def image(self, recipe: Recipe) -> GuestImage:
+    def image(self) -> GuestImage:
         return GuestImage(
             arch=self.arch,
             kernel=self.out / KERNEL_NAME,
             initramfs=self.out / INITRAMFS_NAME,
             manifest=self.out / manifest.MANIFEST_NAME,
-            boot=recipe.boot,
         )
 
     # --- steps ---------------------------------------------------------------------------
@@ -163,14 +163,14 @@ class ImageBuilder:
 
         compile_pyc = stdlib.host_can_compile(recipe.python.version)
         if not compile_pyc:
-            log.warning(
+            log.info(
                 "host Python is not %s: shipping sources, the guest compiles them at boot "
                 "(slower under TCG)",
                 recipe.python.version,
             )
         base_key = keys.base_key(recipe, compile_pyc=compile_pyc)
         guest_key = keys.guest_key(self.guest_dir)
-        image = self.image(recipe)
+        image = self.image()
         previous = manifest.read(image.manifest)
         if (
             not self.force
@@ -204,8 +204,13 @@ class ImageBuilder:
 
         base = self._base(recipe, base_key, tree, compile_pyc=compile_pyc)
         with self.progress.step("stdlib closure"):
+            guest_stdlib = None if compile_pyc else tree().root / recipe.python.stdlib
             kept, guest_scan = kept_stdlib(
-                recipe, self.guest_dir, _package_scan(base), self.cache / "stdlib-closure"
+                recipe,
+                self.guest_dir,
+                _package_scan(base),
+                self.cache / "stdlib-closure",
+                guest_stdlib,
             )
             unshipped = sorted(set(guest_scan.other_roots) - set(recipe.python.optional))
             if unshipped:
@@ -307,6 +312,35 @@ class ImageBuilder:
         cache.write_atomic(self.out / KERNEL_NAME, data)
         base.info["kernel_sha256"] = hashlib.sha256(data).hexdigest()
         base.info["kernel_image"] = tree.kernel_image
+
+
+def load_image(directory: Path) -> GuestImage:
+    """A built image directory used as it is (``--image-dir``): its kernel and initramfs,
+    checked against its manifest; nothing is rebuilt. How QEMU boots it comes from the
+    architecture's profile (:mod:`harness.vm.arch`), as for a built image.
+
+    Raises :class:`ImageError` naming what is missing or damaged.
+    """
+    directory = Path(directory)
+    data = manifest.read(directory / manifest.MANIFEST_NAME)
+    if data is None:
+        raise ImageError(
+            f"{directory} is not a built image directory (no readable "
+            f"{manifest.MANIFEST_NAME}): give the directory `make image` writes, "
+            f"build/images/<arch>"
+        )
+    damage = manifest.output_problems(data, directory)
+    if damage:
+        raise ImageError(f"the image in {directory} is damaged: {'; '.join(damage)}")
+    arch = data.get("arch")
+    if not isinstance(arch, str):
+        raise ImageError(f"{directory / manifest.MANIFEST_NAME} names no architecture")
+    return GuestImage(
+        arch=arch,
+        kernel=directory / KERNEL_NAME,
+        initramfs=directory / INITRAMFS_NAME,
+        manifest=directory / manifest.MANIFEST_NAME,
+    )
 
 
 def ensure_image(

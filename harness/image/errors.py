@@ -14,6 +14,7 @@ Tree (under :class:`harness.errors.HarnessError`)::
      +-- FetchError           apt could not fetch (evidence: argv, exit code, stderr tail)
      |    +-- NetworkError    the archive is unreachable
      |    +-- PackageNotFound a package is not in the archive
+     |    +-- NotServed       the archive does not serve a recipe's suite or architecture
      |    +-- PinUnavailable  the pinned version is gone from the archive
      |    +-- ChecksumError   a .deb does not match its pinned/indexed sha256
      +-- ContentError        the packages lack something the image needs (a shared library,
@@ -97,6 +98,10 @@ class NetworkError(FetchError):
 
 class PackageNotFound(FetchError):
     """The archive has no package by that name for the target architecture."""
+
+
+class NotServed(FetchError):
+    """The archive behind the host's URIs has no such suite, or not for this architecture."""
 
 
 class PinUnavailable(FetchError):

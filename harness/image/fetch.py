@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
@@ -27,6 +28,7 @@ from harness.image.errors import (
     DiskFull,
     FetchError,
     NetworkError,
+    NotServed,
     PackageNotFound,
     PinUnavailable,
     ToolMissing,
@@ -49,6 +51,7 @@ _NETWORK_SIGNS = (
     "Failed to fetch",
     "Unable to connect",
 )
+_NO_RELEASE = re.compile(r"repository '(\S+) (\S+) Release' does not have a Release file")
 _INHERITED_SKIP = ("Acquire::IndexTargets", "Acquire::Languages", "Acquire::CompressionTypes")
 
 
@@ -68,6 +71,16 @@ def classify_failure(
         return FetchError(
             f"{action}: the disk is full (free space where the cache lives, or set "
             "STATEFS_QEMU_CACHE)",
+            argv=argv,
+            returncode=returncode,
+            output=output,
+        )
+    missing = sorted({f"{uri} {suite}" for uri, suite in _NO_RELEASE.findall(output)})
+    if missing:
+        return NotServed(
+            f"{action}: the Debian archive has no suite {'; '.join(missing)} (no Release file): "
+            f"fix [apt].suites in images/{arch or '<arch>'}.toml, or point the host's apt "
+            "sources at an archive that serves it",
             argv=argv,
             returncode=returncode,
             output=output,
@@ -152,6 +165,14 @@ def host_acquire_settings(runner: Runner = subprocess.run) -> list[str]:
     ]
 
 
+def _signed_body(path: Path) -> str:
+    """A Release file's text, without an ``InRelease`` file's OpenPGP armour."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if text.startswith("-----BEGIN PGP SIGNED MESSAGE-----"):
+        text = text.split("\n\n", 1)[-1].split("-----BEGIN PGP SIGNATURE-----", 1)[0]
+    return text
+
+
 class AptWorkspace:
     """A private apt root under ``root`` for one Debian architecture."""
 
@@ -231,8 +252,34 @@ class AptWorkspace:
         return output
 
     def update(self) -> None:
-        """Refresh the private package lists (only the recipe's suites, one architecture)."""
-        self._apt("apt-get update", ["apt-get", "-q", "update"])
+        """Refresh the private package lists (only the recipe's suites, one architecture).
+
+        apt exits 0 when a suite does not carry the architecture (it skips the index
+        quietly); that would surface later as "no package named ...", so each fetched
+        Release file's ``Architectures`` field is checked here."""
+        argv = ["apt-get", "-q", "update"]
+        output = self._apt("apt-get update", argv)
+        unserved = self.suites_without_architecture()
+        if unserved:
+            raise NotServed(
+                f"the Debian archive does not serve architecture {self.architecture} in "
+                f"suite {', '.join(unserved)}: name suites that carry it in [apt].suites of "
+                f"images/{self.arch or '<arch>'}.toml (riscv64 is an official Debian "
+                "architecture from Debian 13, trixie, on)",
+                argv=argv,
+                returncode=0,
+                output=output,
+            )
+
+    def suites_without_architecture(self) -> list[str]:
+        """The suites whose fetched Release file does not list this architecture."""
+        missing = set()
+        for path in sorted((self.root / "lists").glob("*Release")):
+            fields = next(iter(deb822_stanzas(_signed_body(path))), (0, {}))[1]
+            architectures = fields.get("Architectures", "").split()
+            if architectures and self.architecture not in architectures:
+                missing.add(fields.get("Codename") or fields.get("Suite") or path.name)
+        return sorted(missing)
 
     def show(self, specs: Iterable[str]) -> list[IndexRecord]:
         """Index records of ``name`` (candidate) or ``name=version`` specs."""

@@ -30,6 +30,8 @@ from harness.image.recipe import Recipe
 log = logging.getLogger(__name__)
 
 MODULE_LIST = "etc/statefs-qemu/modules"
+#: Top-level directories a merged-/usr system keeps under /usr, reachable through symlinks.
+MERGED_USR_DIRS = ("bin", "sbin", "lib")
 EMPTY_DIRS = ("proc", "sys", "dev", "run", "root", "etc/statefs-qemu")
 STICKY_DIRS = ("tmp",)
 
@@ -60,18 +62,28 @@ def init_script(recipe: Recipe) -> bytes:
     ).encode()
 
 
+def canonical(rel: str, merged_usr: bool) -> str:
+    """Where ``rel`` lives in a package tree: Debian 13 packages ship ``/lib`` and ``/bin``
+    files under ``/usr`` (merged /usr), while ELF headers still name ``/lib/ld-linux-*``."""
+    rel = rel.strip("/")
+    if merged_usr and rel.split("/", 1)[0] in MERGED_USR_DIRS:
+        return f"usr/{rel}"
+    return rel
+
+
 class TreeCopier:
     """Copies paths from an extracted package tree into a cpio writer, symlinks included."""
 
-    def __init__(self, tree: Path, writer: CpioWriter) -> None:
+    def __init__(self, tree: Path, writer: CpioWriter, *, merged_usr: bool = False) -> None:
         self.tree = tree
         self.writer = writer
+        self.merged_usr = merged_usr
         self.added: set[str] = set()
 
     def add(self, rel: str, dest: str | None = None) -> None:
         """Add ``rel`` (as ``dest``); a symlink is kept as one and its target added too."""
-        rel = rel.strip("/")
-        dest = (dest or rel).strip("/")
+        rel = canonical(rel, self.merged_usr)
+        dest = canonical(dest or rel, self.merged_usr)
         if dest in self.added:
             return
         source = self.tree / rel
@@ -149,9 +161,12 @@ def build_base(
 ) -> Segment:
     """The base segment (see the module docstring)."""
     writer = CpioWriter(first_ino=1)
-    copier = TreeCopier(tree, writer)
+    copier = TreeCopier(tree, writer, merged_usr=recipe.merged_usr)
     for name in EMPTY_DIRS:
         writer.directory(name)
+    if recipe.merged_usr:
+        for name in MERGED_USR_DIRS:
+            writer.symlink(name, f"usr/{name}")
     for name in STICKY_DIRS:
         writer.directory(name, 0o1777)
     writer.chardev("dev/console", 5, 1)
@@ -202,7 +217,7 @@ def build_base(
     for path in sorted(libraries.values()):
         copier.add(path)
 
-    moddir = f"lib/modules/{release}"
+    moddir = canonical(f"lib/modules/{release}", recipe.merged_usr)
     for rel in module_paths:
         copier.add(f"{moddir}/{rel}")
     listing = "".join(f"/{moddir}/{rel}\n" for rel in module_paths)
@@ -246,8 +261,11 @@ def build_stdlib(
         else:
             binaries.append((item.relpath, data))
         writer.file(f"{stdlib_dir}/{rel}", data, 0o755 if not item.compile else 0o644)
+    # CPython warns on every start ("Could not find platform dependent libraries") when its
+    # lib-dynload directory is missing, even if no extension module is kept.
+    writer.directory(f"{stdlib_dir}/lib-dynload")
     libraries = resolve_libraries(tree, binaries, recipe.python.libdirs)
-    copier = TreeCopier(tree, writer)
+    copier = TreeCopier(tree, writer, merged_usr=recipe.merged_usr)
     extra_libs = sorted(soname for soname in libraries if soname not in base.libraries)
     for soname in extra_libs:
         copier.add(libraries[soname])

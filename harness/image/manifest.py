@@ -78,14 +78,6 @@ def write_image(
             "stdlib": std.info,
             "guest": guest.info,
             "init_flags": recipe.python.init_flags,
-            "boot": {
-                "qemu_binary": recipe.boot.qemu_binary,
-                "machine": recipe.boot.machine,
-                "cpu": recipe.boot.cpu,
-                "console": recipe.boot.console,
-                "kernel_args": list(recipe.boot.kernel_args),
-                "virtio_suffix": recipe.boot.virtio_suffix,
-            },
             "files": {
                 KERNEL_NAME: {"size": kernel_size, "sha256": base.info.get("kernel_sha256")},
                 INITRAMFS_NAME: {

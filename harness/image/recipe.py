@@ -1,8 +1,10 @@
 """The image recipe: ``images/<arch>.toml`` parsed into frozen, validated dataclasses.
 
-The recipe is data so that adding an architecture (riscv64 `virt` from Debian unstable) means
-writing a new file, not new code. Validation happens here, once, with messages that name the
-file and the key, so the rest of the builder can trust what it gets.
+The recipe is data so that adding an architecture (riscv64 `virt` from Debian trixie) means
+writing a new file, not new code. It says what goes into the image; how QEMU boots an
+architecture (machine, CPU, firmware, console) lives in :mod:`harness.vm.arch`. Validation
+happens here, once, with messages that name the file and the key, so the rest of the builder
+can trust what it gets.
 """
 
 from __future__ import annotations
@@ -16,18 +18,6 @@ from harness.image.errors import RecipeError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGES_DIR = REPO_ROOT / "images"
-
-
-@dataclass(frozen=True)
-class BootProfile:
-    """How QEMU boots this image (the recipe's ``[boot]`` table)."""
-
-    qemu_binary: str
-    machine: str
-    cpu: str
-    console: str
-    kernel_args: tuple[str, ...]
-    virtio_suffix: str
 
 
 @dataclass(frozen=True)
@@ -90,7 +80,8 @@ class Recipe:
     busybox: BusyboxSpec
     python: PythonSpec
     stdlib: StdlibSpec
-    boot: BootProfile
+    #: The packages ship /bin, /sbin and /lib under /usr (Debian 13); the image links them.
+    merged_usr: bool = False
 
     @property
     def lock_path(self) -> Path:
@@ -130,7 +121,6 @@ def parse_recipe(data: dict[str, Any], path: Path) -> Recipe:
     busybox = reader.table(data, "busybox")
     python = reader.table(data, "python")
     stdlib = reader.table(data, "stdlib")
-    boot = reader.table(data, "boot")
     packages = []
     for name, spec in reader.table(python, "packages", "python").items():
         where = f"python.packages.{name}"
@@ -142,9 +132,13 @@ def parse_recipe(data: dict[str, Any], path: Path) -> Recipe:
                 require=reader.strings(spec, "require", where, default=()),
             )
         )
+    merged_usr = data.get("merged_usr", False)
+    if not isinstance(merged_usr, bool):
+        raise RecipeError(f"{path}: merged_usr must be true or false")
     return Recipe(
         arch=arch,
         path=path,
+        merged_usr=merged_usr,
         apt=AptSpec(
             architecture=reader.string(apt, "architecture", "apt"),
             suites=reader.strings(apt, "suites", "apt"),
@@ -173,14 +167,6 @@ def parse_recipe(data: dict[str, Any], path: Path) -> Recipe:
         stdlib=StdlibSpec(
             extra=reader.strings(stdlib, "extra", "stdlib", default=()),
             exclude=reader.strings(stdlib, "exclude", "stdlib", default=()),
-        ),
-        boot=BootProfile(
-            qemu_binary=reader.string(boot, "qemu_binary", "boot"),
-            machine=reader.string(boot, "machine", "boot"),
-            cpu=reader.string(boot, "cpu", "boot"),
-            console=reader.string(boot, "console", "boot"),
-            kernel_args=reader.strings(boot, "kernel_args", "boot"),
-            virtio_suffix=reader.string(boot, "virtio_suffix", "boot"),
         ),
     )
 

@@ -16,9 +16,10 @@ cached by a key over the roots, the recipe lists and the host Python. A host tes
 (``tests/image/test_stdlib_guard.py``) imports every guest module and fails when one loads a
 stdlib module this set lacks.
 
-Kept modules are compiled on the host to unchecked-hash ``.pyc`` files (PEP 552): the host's
-3.11 writes the same bytecode format (magic number) as the guest's 3.11, and nothing is
-compiled at boot.
+Kept modules are compiled on the host to unchecked-hash ``.pyc`` files (PEP 552) when the
+host's Python writes the guest's bytecode format (the same minor version: 3.11 for aarch64), and
+nothing is compiled at boot. A guest of another version (riscv64's 3.13) gets sources, and its
+closure is walked over its own stdlib (:mod:`harness.image.treeclosure`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.atomic import write_json
+from harness.image import treeclosure
 from harness.image.errors import ImageError
 
 log = logging.getLogger(__name__)
@@ -102,13 +104,19 @@ def closure(
     extra: Sequence[str],
     exclude: Sequence[str],
     cache_dir: Path | None = None,
+    guest_stdlib: Path | None = None,
 ) -> frozenset[str]:
     """The stdlib modules (dotted names) reachable from ``scan`` and ``extra``, minus
-    ``exclude``; modulefinder runs only when the cache has no answer for these inputs."""
+    ``exclude``; modulefinder runs only when the cache has no answer for these inputs.
+
+    With ``guest_stdlib`` (the guest's stdlib directory, for a guest Python of another minor
+    version than the host's) the imports are followed through the guest's own sources
+    (:mod:`harness.image.treeclosure`) instead of the host's."""
     excluded = sorted(set(exclude) - scan.stdlib_roots - set(extra))
     script = "\n".join([*sorted(scan.statements), *(f"import {name}" for name in sorted(extra))])
+    where = str(guest_stdlib) if guest_stdlib is not None else sys.version
     key = hashlib.sha256(
-        json.dumps([CLOSURE_FORMAT, sys.version, script, excluded]).encode()
+        json.dumps([CLOSURE_FORMAT, where, script, excluded]).encode()
     ).hexdigest()[:32]
     cached = cache_dir / f"{key}.json" if cache_dir else None
     if cached is not None and cached.is_file():
@@ -116,6 +124,11 @@ def closure(
             return frozenset(json.loads(cached.read_text()))
         except (OSError, ValueError):
             log.debug("stdlib closure cache %s unreadable, recomputing", cached)
+    if guest_stdlib is not None:
+        roots = treeclosure.imports_of(script, "")
+        kept = treeclosure.tree_closure(roots, excluded, guest_stdlib)
+        _save(cached, kept)
+        return kept
     finder = modulefinder.ModuleFinder(excludes=excluded)
     finder.load_module("__statefs_qemu_roots__", _StringFile(script), "<roots>", ("", "r", 1))
     unknown = sorted(name for name in extra if name not in finder.modules)
@@ -126,12 +139,16 @@ def closure(
         for name in finder.modules
         if is_stdlib(name) and not _is_excluded(name, excluded) and name != "__main__"
     )
+    _save(cached, kept)
+    return kept
+
+
+def _save(cached: Path | None, kept: frozenset[str]) -> None:
     if cached is not None:
         try:
             write_json(cached, sorted(kept), indent=None)
         except OSError as exc:
             log.debug("cannot cache the stdlib closure in %s: %s", cached, exc)
-    return kept
 
 
 class _StringFile:
@@ -146,22 +163,6 @@ class _StringFile:
 
 def _is_excluded(name: str, excluded: Sequence[str]) -> bool:
     return any(name == ex or name.startswith(ex + ".") for ex in excluded)
-
-
-def guest_closure(
-    guest_dir: Path,
-    extra: Sequence[str],
-    exclude: Sequence[str],
-    package_dirs: Sequence[Path] = (),
-    cache_dir: Path | None = None,
-) -> tuple[frozenset[str], ImportScan]:
-    """The kept stdlib set for ``guest_dir`` plus the third-party package sources shipped."""
-    files = python_files(guest_dir)
-    for directory in package_dirs:
-        files += python_files(directory)
-    local = ("guest", *(d.name for d in package_dirs))
-    scan = scan_imports(files, local=local)
-    return closure(scan, extra, exclude, cache_dir), scan
 
 
 # --- mapping the kept names onto the guest's stdlib tree ------------------------------------

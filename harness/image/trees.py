@@ -108,6 +108,7 @@ def prepare_kernel(recipe: Recipe, tree: Path) -> dict[str, Any]:
         kmod.builtin(moddir),
         lambda rel: kmod.depends_of(moddir / rel),
     )
+    order = kmod.decompress(moddir, order)
     extract.prune_kernel_modules(moddir, order)
     return {
         "release": moddir.name,

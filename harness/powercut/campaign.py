@@ -22,6 +22,7 @@ blocks, then the atexit hooks, then pdeathsig).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import random
@@ -33,22 +34,34 @@ from pathlib import Path
 from typing import Any
 
 from harness.contract.matcher import ProgressCallback
-from harness.contract.runner import create_disk
 from harness.contract.spec import Contract
+from harness.crashlog.shard import falls_to
 from harness.deadline import Deadline
 from harness.errors import ConfigError
-from harness.powercut.cut import TRIGGER_WAIT, await_trigger, cut_power, plan_cut
+from harness.powercut.cut import TRIGGER_WAIT, await_early, await_trigger, cut_power, plan_cut
 from harness.powercut.fates import FATES, Resolution, resolve
 from harness.powercut.report import DISK_AT_BOOT, CampaignResult, CycleResult, write_json
 from harness.powercut.server import DiskServer
+from harness.powercut.triggers import (
+    COMPACTION_WAIT,
+    EARLY_TRIGGERS,
+    TRIGGERS,
+    cache_written,
+    trigger_for,
+    writing_condition,
+)
 from harness.powercut.verdict import Judgement, Verdict, judge
 from harness.powercut.watch import BootWatch, WriterProgress, boot_contract
 from harness.vm.config import Accel, MachineConfig
+from harness.vm.disks import create_disk
 from harness.vm.machine import Machine
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CYCLES = 20
+#: Large batches: values up to 16 KiB, requests of one page, so one batch is 1-5 requests.
+DEFAULT_VALUE_MAX = 16384
+DEFAULT_REQUEST_KIB = 4
 DEFAULT_DISK_MIB = 2
 #: The cut comes this many seconds (uniform) after the boot's recovery marker.
 DEFAULT_CUT_WINDOW = (0.05, 3.0)
@@ -74,6 +87,15 @@ class CampaignOptions:
     accel: Accel = "auto"
     keep_artifacts: bool = False
     nbdkit_verbose: bool = False
+    value_max: int = DEFAULT_VALUE_MAX
+    request_kib: int = DEFAULT_REQUEST_KIB
+    shard: tuple[int, int] = (1, 1)
+    triggers: tuple[str, ...] = ()  # empty: the schedule (harness.powercut.triggers)
+
+    @property
+    def own_cycles(self) -> list[int]:
+        """The campaign's cycle numbers (1-based) that fall to this shard, in order."""
+        return [n for n in range(1, self.cycles + 1) if falls_to(n - 1, self.shard)]
 
     def __post_init__(self) -> None:
         if self.cycles < 1:
@@ -85,6 +107,12 @@ class CampaignOptions:
             raise ConfigError(f"cut window must be 0 <= min <= max, got {self.cut_window}")
         if not self.fates or set(self.fates) - set(FATES):
             raise ConfigError(f"fates must be among {FATES}, got {self.fates}")
+        if not 16 <= self.value_max <= 65536 or not 4 <= self.request_kib <= 1024:
+            raise ConfigError("value max must be 16..65536 bytes, request size 4..1024 KiB")
+        if set(self.triggers) - set(TRIGGERS):
+            raise ConfigError(f"triggers must be among {TRIGGERS}, got {self.triggers}")
+        if not self.own_cycles:
+            raise ConfigError(f"no cycle of {self.cycles} falls to shard {self.shard}")
         if self.multiplier <= 0:
             raise ConfigError(f"timeout multiplier must be positive, got {self.multiplier}")
 
@@ -94,6 +122,8 @@ class BootOutcome:
     """What one boot showed and what its cut left (the campaign's working record)."""
 
     number: int
+    trigger: str = ""
+    early: bool = False  # cut before its recovery marker (format, recovery)
     start: int | None = None
     recovery_at: float | None = None
     recover_failure: str = ""
@@ -150,23 +180,30 @@ class Campaign:
     def run(self) -> CampaignResult:
         options = self.options
         started = time.monotonic()
-        result = CampaignResult(self.run_dir, options.seed, self.nonce, options.cycles)
+        own = options.own_cycles
+        result = CampaignResult(self.run_dir, options.seed, self.nonce, len(own))
+        result.shard = options.shard
         create_disk(self.disk, options.disk_mib)
-        previous: BootOutcome | None = None
+        awaiting: list[BootOutcome] = []  # cut boots the next recovering boot judges
+        writer: BootOutcome | None = None  # the last boot that wrote: its bounds
         try:
-            for number in range(1, options.cycles + 2):
-                final = number == options.cycles + 1
+            for number in range(1, len(own) + 2):
+                final = number == len(own) + 1
                 boot = self._boot(number, final=final)
-                cycle: CycleResult | None = None
-                if previous is not None:
-                    cycle = self._cycle(previous, self._judge(previous, boot), boot)
-                elif boot.recover_failure:
+                if boot.early and not boot.write_failure:
+                    boot.start = writer.start if writer else 0
+                    boot.progress = writer.progress if writer else WriterProgress()
+                    awaiting.append(boot)
+                    continue
+                cycles = [self._cycle(cut, self._judge(cut, boot), boot) for cut in awaiting]
+                if not awaiting and boot.recover_failure:
                     reason = f"boot 1 did not recover an empty disk: {boot.recover_failure}"
-                    cycle = self._cycle(boot, Judgement(Verdict.FAIL, reason), None)
-                if cycle is not None:
+                    cycles = [self._cycle(boot, Judgement(Verdict.FAIL, reason), None)]
+                awaiting = []
+                for cycle in cycles:
                     self._record(result, cycle)
-                    if not cycle.passed:
-                        break
+                if not all(cycle.passed for cycle in cycles):
+                    break
                 if boot.write_failure:
                     if final:
                         result.error = f"the checking boot failed: {boot.write_failure}"
@@ -176,7 +213,7 @@ class Campaign:
                     break
                 if final and boot.resolution is not None:
                     result.final_pending = boot.resolution.pending
-                previous = boot
+                awaiting, writer = [boot], boot
         finally:
             result.seconds = time.monotonic() - started
             write_json(result, self.describe_options())
@@ -186,6 +223,7 @@ class Campaign:
         data = asdict(self.options)
         data["cut_window"] = list(self.options.cut_window)
         data["fates"] = list(self.options.fates)
+        data["triggers"] = list(self.options.triggers)
         return data
 
     def _record(self, result: CampaignResult, cycle: CycleResult) -> None:
@@ -196,14 +234,31 @@ class Campaign:
 
     # -- one boot ---------------------------------------------------------------------------
     def _kernel_args(self, number: int, final: bool) -> tuple[str, ...]:
+        options = self.options
         args = ("sq.mode=powercut", f"sq.boot={number}", f"sq.nonce={self.nonce}")
+        args += (f"sq.value_max={options.value_max}", f"sq.request_kib={options.request_kib}")
         return (*args, "sq.writes=0") if final else args
+
+    def _trigger(self, number: int) -> str:
+        """Boot ``number``'s scheduled trigger. A shard is a campaign of its own on its own
+        blank disk, so its schedule starts again (with ``format``) from its own seed."""
+        triggers = self.options.triggers
+        if triggers:
+            return triggers[(number - 1) % len(triggers)]
+        return trigger_for(number, self.schedule_seed)
+
+    @property
+    def schedule_seed(self) -> int | str:
+        """What seeds the schedule, the cut delays and the fates: the campaign's seed, or for
+        shard K of N (N > 1) that seed and K, so shards make different choices."""
+        index, count = self.options.shard
+        return self.options.seed if count == 1 else f"{self.options.seed}:{index}"
 
     def _boot(self, number: int, *, final: bool) -> BootOutcome:
         options = self.options
         scale = options.multiplier
         started = time.monotonic()
-        outcome = BootOutcome(number)
+        outcome = BootOutcome(number, trigger="" if final else self._trigger(number))
         # The disk as this boot finds it: if its check fails, this is the evidence (the boot
         # itself may rewrite the disk before it is stopped, statefsd may even format it).
         shutil.copyfile(self.disk, self.run_dir / DISK_AT_BOOT)
@@ -217,7 +272,8 @@ class Campaign:
             server.start()
             config = MachineConfig.from_image(
                 self.image,
-                disks=(server.disk_spec(),),
+                # QEMU would merge the guest's adjacent requests back into one write.
+                disks=(server.disk_spec(device_options=(("request-merging", "off"),)),),
                 kernel_args=self._kernel_args(number, final),
                 accel=options.accel,
             )
@@ -240,8 +296,12 @@ class Campaign:
                 outcome.tail = machine.console_tail(TAIL_LINES)
         finally:
             server.kill()  # already dead after a cut; a clean stop would not flush anyway
-        rng = random.Random(f"{options.seed}:{number}:fate")
-        outcome.resolution = resolve(self.state_dir, self.disk, rng, options.fates)
+        rng = random.Random(f"{self.schedule_seed}:{number}:fate")
+        fates = options.fates
+        if not final and self._trigger(number + 1) == "recovery":
+            # Leave a tail the next boot must seal, so its cut lands on a seal write.
+            fates = tuple(fate for fate in fates if fate != "drop") or fates
+        outcome.resolution = resolve(self.state_dir, self.disk, rng, fates)
         outcome.seconds = time.monotonic() - started
         return outcome
 
@@ -258,6 +318,16 @@ class Campaign:
         options = self.options
         scale = options.multiplier
         recovery = Deadline(options.recovery_timeout * scale, label=f"boot {number} recovery")
+        if outcome.trigger in EARLY_TRIGGERS:
+            condition = functools.partial(cache_written, self.state_dir)
+            if await_early(outcome.trigger, condition, server, watch, recovery):
+                outcome.early, outcome.cut_trigger = True, outcome.trigger
+                outcome.cut_at = machine.now()
+                cut_power(server, machine)
+                watch.drain()
+                if watch.failed:
+                    outcome.write_failure = watch.failure
+                return
         if not watch.until_recovered(recovery):
             outcome.recover_failure = watch.failure or "no recovery marker"
             return
@@ -270,14 +340,18 @@ class Campaign:
                 how = machine.exit_info.describe() if machine.exit_info else "?"
                 outcome.write_failure = f"the guest did not power off cleanly: {how}"
             return
-        plan = plan_cut(random.Random(f"{options.seed}:{number}:cut"), options.cut_window)
+        rng = random.Random(f"{self.schedule_seed}:{number}:cut")
+        trigger = "time" if outcome.trigger in EARLY_TRIGGERS else outcome.trigger
+        plan = plan_cut(rng, options.cut_window, trigger)
         assert watch.recovered_at is not None
         cut_at = watch.recovered_at + plan.delay
         if not watch.until(cut_at, Deadline(plan.delay + CUT_SLACK * scale, label="cut")):
             outcome.write_failure = watch.failure or "the console ended before the cut"
             return
+        wait = COMPACTION_WAIT if plan.trigger == "compaction" else TRIGGER_WAIT
+        condition = writing_condition(plan.trigger, self.state_dir, self.disk, rng)
         outcome.cut_trigger = await_trigger(
-            plan.trigger, self.state_dir, server, watch, Deadline(TRIGGER_WAIT * scale)
+            plan.trigger, condition, server, watch, Deadline(wait * scale)
         )
         if watch.failed or watch.ended:
             outcome.write_failure = watch.failure or "the console ended before the cut"
@@ -323,6 +397,7 @@ class Campaign:
             cut_at=cut.cut_at,
             cut_seq=cut.cut_seq,
             cut_trigger=cut.cut_trigger,
+            scheduled=cut.trigger,
             fate=resolution.describe() if resolution else "",
             fate_kind=resolution.plan.kind if resolution else "",
             pending=resolution.pending if resolution else 0,
@@ -333,7 +408,7 @@ class Campaign:
             verify_dir=Path(check.artifacts).name if check else "",
             excerpt=excerpt,
             replay_tail=check.replay_tail if check else "",
-            compacted=_compacted(cut, check),
+            compacted=cut.cut_trigger == "compaction" or _compacted(cut, check),
         )
 
 

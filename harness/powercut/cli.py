@@ -8,21 +8,34 @@ runs it. Exit 0 only if every cycle passed (and so: zero losses), 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 from pathlib import Path
 from typing import Any
 
 from harness.contract.progress import ProgressPrinter
+from harness.crashlog.docfigures import update_block
+from harness.crashlog.shard import parse_shard
 from harness.errors import ConfigError
 from harness.powercut.campaign import (
     DEFAULT_CUT_WINDOW,
     DEFAULT_CYCLES,
     DEFAULT_DISK_MIB,
+    DEFAULT_REQUEST_KIB,
+    DEFAULT_VALUE_MAX,
     CampaignOptions,
     run_campaign,
 )
 from harness.powercut.fates import FATES
-from harness.powercut.report import REPORT_NAME, render, table_header, table_row
+from harness.powercut.report import (
+    REPORT_NAME,
+    render,
+    summary_lines,
+    table_header,
+    table_row,
+    write_json,
+)
+from harness.powercut.triggers import TRIGGERS
 
 EXIT_PASSED = 0
 EXIT_FAILED = 1
@@ -88,10 +101,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="log every NBD request in nbdkit/boot<N>.log (large)",
     )
+    group.add_argument(
+        "--value-max",
+        type=int,
+        default=DEFAULT_VALUE_MAX,
+        help=f"the workload's largest value in bytes (default {DEFAULT_VALUE_MAX})",
+    )
+    group.add_argument(
+        "--request-kib",
+        type=int,
+        default=DEFAULT_REQUEST_KIB,
+        help="the guest disk's largest request, so one batch is several writes "
+        f"(default {DEFAULT_REQUEST_KIB})",
+    )
+    group.add_argument(
+        "--triggers",
+        default="",
+        metavar="T1,T2",
+        help=f"cycle n takes T[(n-1) %% len] instead of the schedule (of {', '.join(TRIGGERS)})",
+    )
+    group.add_argument(
+        "--shard",
+        type=parse_shard,
+        default=(1, 1),
+        metavar="K/N",
+        help="run the cycles that fall to shard K of N (needs --seed)",
+    )
+    group.add_argument("--report", type=Path, default=None, help=f"also write {REPORT_NAME} here")
+    group.add_argument(
+        "--update-doc",
+        type=Path,
+        default=None,
+        metavar="MD",
+        help="write the summary and verdict into MD's <!-- figures:BLOCK --> block",
+    )
+    group.add_argument("--doc-block", default="powercut", metavar="BLOCK", help="default powercut")
+    group.add_argument(
+        "merge_reports",
+        nargs="*",
+        metavar="merge REPORT",
+        help="`merge a.json b.json ...`: combine shard reports into one summary and verdict",
+    )
 
 
 def options_from(args: argparse.Namespace, *, multiplier: float) -> CampaignOptions:
     """The campaign the flags describe (validated: a bad value fails before anything runs)."""
+    if args.shard[1] > 1 and args.seed is None:
+        raise ConfigError("--shard needs --seed: every shard must make the same choices")
     return CampaignOptions(
         cycles=args.cycles,
         seed=args.seed if args.seed is not None else random.randrange(2**31),
@@ -102,10 +158,21 @@ def options_from(args: argparse.Namespace, *, multiplier: float) -> CampaignOpti
         accel=args.accel,
         keep_artifacts=args.keep_artifacts,
         nbdkit_verbose=args.nbdkit_verbose,
+        value_max=args.value_max,
+        request_kib=args.request_kib,
+        shard=args.shard,
+        triggers=tuple(part.strip() for part in args.triggers.split(",") if part.strip()),
     )
 
 
-def run(options: CampaignOptions, *, run_dir: Path, image: Any) -> int:
+def run(
+    options: CampaignOptions,
+    *,
+    run_dir: Path,
+    image: Any,
+    report: Path | None = None,
+    doc: tuple[Path, str] | None = None,
+) -> int:
     """Run the campaign; print rows as cycles are judged, then the table and the summary."""
     seed = options.seed
     out = ProgressPrinter()
@@ -117,6 +184,8 @@ def run(options: CampaignOptions, *, run_dir: Path, image: Any) -> int:
     result = run_campaign(
         image, options, run_dir=run_dir, on_cycle=lambda cycle: out.say(table_row(cycle))
     )
+    if report is not None:
+        write_json(result, dataclasses.asdict(options), report)
     out.say("")
     out.say(render(result, table=False))
     out.say("")
@@ -126,5 +195,36 @@ def run(options: CampaignOptions, *, run_dir: Path, image: Any) -> int:
         out.say(f"artifacts: {run_dir} ({REPORT_NAME}, boot<N>/uart.log, nbdkit/, disk.img)")
     else:
         out.say("artifacts removed (--keep-artifacts keeps them)")
-    out.say(f"same choices again: --cycles {options.cycles} --seed {seed}")
+    shard = f" --shard {options.shard[0]}/{options.shard[1]}" if options.shard[1] > 1 else ""
+    again = f"--cycles {options.cycles} --seed {seed}{shard}"
+    out.say(f"same choices again: {again}")
+    if doc is not None:
+        lines = [f"$ python -m harness powercut {again}", *summary_lines(result)]
+        lines.append(
+            f"power-cut campaign {verdict}: {len(result.cycles)} cycles, {result.losses} losses"
+        )
+        update_block(doc[0], doc[1], lines)
+        out.say(f"updated {doc[0]}")
     return EXIT_PASSED if result.passed else EXIT_FAILED
+
+
+def wants_merge(args: argparse.Namespace) -> bool:
+    """``powercut merge R...``: the positional words, led by ``merge``."""
+    words = args.merge_reports
+    if words and words[0] != "merge":
+        raise ConfigError(f"unknown argument {words[0]!r} (did you mean `merge`?)")
+    return bool(words)
+
+
+def run_merge(paths: list[str], doc: tuple[Path, str] | None = None) -> int:
+    """Print the merged campaign's summary; exit 0 only if every shard passed."""
+    from harness.powercut.merge import merge_reports, summary
+
+    merged = merge_reports([Path(path) for path in paths])
+    lines = summary(merged)
+    for line in lines:
+        print(line)
+    if doc is not None:
+        command = f"$ python -m harness powercut merge ({len(paths)} shards)"
+        update_block(doc[0], doc[1], [command, *lines])
+    return EXIT_PASSED if merged["passed"] else EXIT_FAILED

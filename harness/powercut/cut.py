@@ -1,6 +1,8 @@
 """The power cut: when it comes, and the order in which the plug is pulled.
 
-**When.** A seeded random delay after the boot's recovery marker, then a seeded *trigger*:
+**When.** A seeded random delay after the boot's recovery marker, then the cycle's *trigger*
+(the schedule and the triggers ``format``, ``recovery`` and ``compaction`` are
+:mod:`harness.powercut.triggers`):
 
 ``time``   cut at that moment;
 ``dirty``  then wait until the cache holds writes (the journal has records);
@@ -48,14 +50,18 @@ class CutPlan:
     trigger: str
 
 
-def plan_cut(rng: random.Random, window: tuple[float, float]) -> CutPlan:
-    """The delay (uniform in ``window``) and the trigger, from the cycle's seeded ``rng``."""
-    delay = rng.uniform(*window)
-    return CutPlan(delay, rng.choice(sorted(CUT_TRIGGERS)))
+def plan_cut(rng: random.Random, window: tuple[float, float], trigger: str) -> CutPlan:
+    """The delay (uniform in ``window``, from the cycle's seeded ``rng``) before ``trigger``'s
+    condition is awaited (the trigger comes from the schedule, :mod:`harness.powercut.triggers`)."""
+    return CutPlan(rng.uniform(*window), trigger)
 
 
 def await_trigger(
-    trigger: str, state_dir: Path, server: DiskServer, watch: BootWatch, wait: Deadline
+    trigger: str,
+    condition: Callable[[], bool] | None,
+    server: DiskServer,
+    watch: BootWatch,
+    wait: Deadline,
 ) -> str:
     """Wait for ``trigger``'s condition on the cache and freeze the server the moment it holds.
 
@@ -67,14 +73,13 @@ def await_trigger(
     switch interval it could hold this thread between the poll and the SIGSTOP for longer than
     a whole flush lasts, so the interval is shortened while polling.
     """
-    condition = CUT_TRIGGERS[trigger]
     if condition is None:
         return "time"
     previous = sys.getswitchinterval()
     sys.setswitchinterval(TRIGGER_SWITCH_INTERVAL)
     try:
         while not wait.expired:
-            if condition(state_dir):
+            if condition():
                 server.freeze()
                 return trigger
             watch.pump(TRIGGER_POLL)
@@ -83,6 +88,32 @@ def await_trigger(
     finally:
         sys.setswitchinterval(previous)
     return "time"
+
+
+def await_early(
+    trigger: str,
+    condition: Callable[[], bool],
+    server: DiskServer,
+    watch: BootWatch,
+    wait: Deadline,
+) -> bool:
+    """Before the recovery marker (``format``, ``recovery``): freeze the server the moment
+    ``condition`` holds, or (``recovery``) when statefsd reports its replay. False if the
+    recovery marker, a failure, the console's end or ``wait`` came first: no early cut."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(TRIGGER_SWITCH_INTERVAL)
+    try:
+        while not wait.expired:
+            replayed = trigger == "recovery" and watch.replay[0] is not None
+            if condition() or replayed:
+                server.freeze()
+                return True
+            watch.pump(TRIGGER_POLL)
+            if watch.recovered is not None or watch.failed or watch.ended:
+                return False
+    finally:
+        sys.setswitchinterval(previous)
+    return False
 
 
 def cut_power(server: DiskServer, machine: Machine) -> None:

@@ -41,7 +41,8 @@ class CycleResult:
     ``start`` the head the boot recovered, ``acked``/``issued`` the highest numbers it printed
     (None: none); ``recovered`` what the next boot found, ``replay_tail`` what ended its replay
     (``zeros``, ``crc mismatch``...: a torn or dropped write), ``compacted`` whether the store
-    compacted during the cut boot.
+    compacted during the cut boot. ``scheduled`` is the trigger the schedule gave the cycle;
+    ``cut_trigger`` the one that took effect (``time`` when its condition did not come).
     """
 
     cycle: int
@@ -55,6 +56,7 @@ class CycleResult:
     cut_at: float | None = None
     cut_seq: int | None = None
     cut_trigger: str = ""
+    scheduled: str = ""
     fate: str = ""
     fate_kind: str = ""
     pending: int = 0
@@ -112,6 +114,7 @@ class CampaignResult:
     seconds: float = 0.0
     final_pending: int = 0
     error: str = ""
+    shard: tuple[int, int] = (1, 1)
 
     @property
     def passed(self) -> bool:
@@ -177,6 +180,10 @@ def summary_lines(result: CampaignResult) -> list[str]:
             + f"; pending writes at the cut: mean {statistics.fmean(pending):.1f}, "
             f"max {max(pending)}"
         )
+        triggers = Counter(c.cut_trigger or "-" for c in cycles)
+        lines.append(
+            "cuts by trigger: " + ", ".join(f"{t} {n}" for t, n in sorted(triggers.items()))
+        )
         tails = Counter(c.replay_tail for c in cycles if c.replay_tail)
         lines.append(
             f"store: compacted during {sum(1 for c in cycles if c.compacted)} cycles; "
@@ -221,6 +228,7 @@ def write_json(result: CampaignResult, options: dict[str, Any], path: Path | Non
         "losses": result.losses,
         "seconds": round(result.seconds, 3),
         "final_pending": result.final_pending,
+        "shard": list(result.shard),
         "error": result.error,
         "cycles": [cycle.to_json() for cycle in result.cycles],
     }

@@ -17,7 +17,8 @@ import pytest
 from harness.artifacts import RUNS_SUBDIR, default_build_dir
 from harness.deadline import MULTIPLIER_ENV, parse_multiplier
 from harness.errors import ConfigError
-from harness.vm.config import ACCELS, ARCH_DEFAULTS
+from harness.vm.arch import ARCH_PROFILES
+from harness.vm.config import ACCELS
 
 GROUP = "statefs-qemu"
 GROUP_DESCRIPTION = "statefs-qemu: QEMU virtual machines"
@@ -32,7 +33,10 @@ HELP_KEEP = (
     "keep each VM's artifacts (uart.log, qmp.jsonl, qemu.stderr): for failed tests only, "
     "always, or never (default: failed)"
 )
-HELP_ARTIFACTS = "where VM artifacts go (default: <rootdir>/build/runs/pytest)"
+HELP_ARTIFACTS = (
+    "where VM artifacts go (relative: to the rootdir; default: $SQ_BUILD_DIR/runs/pytest if "
+    "set, else pytest's temporary directory, <basetemp>/qemu-runs0)"
+)
 
 # option name, ini name, environment variable, help, default
 _SPECS = {
@@ -57,7 +61,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="qemu_arch",
         default=None,
         metavar="ARCH",
-        choices=sorted(ARCH_DEFAULTS),
+        choices=sorted(ARCH_PROFILES),
         help=HELP_ARCH,
     )
     group.addoption(
@@ -96,12 +100,17 @@ class QemuSettings:
     accel: str
     multiplier: float
     keep: str
-    artifacts_dir: Path
+    artifacts_dir: Path | None  # None: pytest's tmp_path_factory
     sources: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def timeout_scale(self) -> float:
+        """The multiplier times the architecture's TCG slowdown (harness.vm.arch)."""
+        return self.multiplier * ARCH_PROFILES[self.arch].timeout_scale
+
     def scale(self, seconds: float) -> float:
-        """A timeout scaled by the multiplier."""
-        return seconds * self.multiplier
+        """A timeout scaled by the multiplier and the architecture."""
+        return seconds * self.timeout_scale
 
     def describe(self) -> str:
         def show(name: str, value: object) -> str:
@@ -113,7 +122,7 @@ class QemuSettings:
                 show("accel", self.accel),
                 show("timeout multiplier", f"{self.multiplier:g}"),
                 show("keep artifacts", self.keep),
-                f"artifacts={self.artifacts_dir}",
+                f"artifacts={self.artifacts_dir or 'pytest basetemp/qemu-runs0'}",
             ]
         )
 
@@ -143,10 +152,10 @@ def resolve(config: pytest.Config) -> QemuSettings:
         ("artifacts", "artifacts"),
     ):
         values[key], sources[name] = _pick(config, key)
-    if values["arch"] not in ARCH_DEFAULTS:
+    if values["arch"] not in ARCH_PROFILES:
         raise pytest.UsageError(
             f"{sources['arch']}: unknown arch {values['arch']!r} "
-            f"(known: {', '.join(sorted(ARCH_DEFAULTS))})"
+            f"(known: {', '.join(sorted(ARCH_PROFILES))})"
         )
     if values["accel"] not in ACCELS:
         raise pytest.UsageError(
@@ -161,16 +170,16 @@ def resolve(config: pytest.Config) -> QemuSettings:
             f"{sources['keep artifacts']}: keep artifacts must be one of "
             f"{KEEP_CHOICES}, got {values['keep']!r}"
         )
-    if values["artifacts"]:
+    artifacts: Path | None = None
+    if sources["artifacts"] == "--qemu-artifacts-dir" or (
+        values["artifacts"] and not os.environ.get("SQ_BUILD_DIR")
+    ):
         artifacts = Path(values["artifacts"])
         if not artifacts.is_absolute():
             artifacts = config.rootpath / artifacts
-    else:
-        artifacts = (
-            config.rootpath / "build" / RUNS_SUBDIR / "pytest"
-            if os.environ.get("SQ_BUILD_DIR") is None
-            else default_build_dir() / RUNS_SUBDIR / "pytest"
-        )
+    elif os.environ.get("SQ_BUILD_DIR"):
+        artifacts = default_build_dir() / RUNS_SUBDIR / "pytest"
+        sources["artifacts"] = "$SQ_BUILD_DIR"
     return QemuSettings(
         values["arch"], values["accel"], multiplier, values["keep"], artifacts, sources
     )

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from harness.errors import ConfigError
+from harness.vm.arch import ARCH_PROFILES, ArchProfile
 from harness.vm.record import RecordReplay, check_recordable
 
 if TYPE_CHECKING:
@@ -32,23 +33,6 @@ DISK_FORMATS: tuple[str, ...] = ("raw", "qcow2")
 
 _ID = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$")
 _OPTION_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
-
-
-@dataclass(frozen=True)
-class ArchDefaults:
-    """What a guest architecture needs when no image profile says otherwise."""
-
-    machine: str
-    cpu: str
-    console: str
-    virtio_suffix: str  # "device" (virtio-mmio) or "pci"
-    debian_package: str  # where qemu-system-<arch> comes from
-
-
-ARCH_DEFAULTS: Mapping[str, ArchDefaults] = {
-    "aarch64": ArchDefaults("virt", "cortex-a57", "ttyAMA0", "device", "qemu-system-arm"),
-    "x86_64": ArchDefaults("q35", "max", "ttyS0", "pci", "qemu-system-x86"),
-}
 
 
 def _escape_option_value(value: str) -> str:
@@ -130,7 +114,8 @@ class MachineConfig:
     """Everything that defines one QEMU guest (no runtime state).
 
     Args:
-        arch: guest architecture (``aarch64``); selects ``qemu-system-<arch>``.
+        arch: guest architecture (``aarch64``, ``riscv64``); selects its profile in
+            :mod:`harness.vm.arch` (QEMU binary, machine, CPU, firmware, virtio transport).
         qemu_binary: override the binary (a path or a name on PATH; tests pass a fake).
         machine: ``-machine`` type. cpu: ``-cpu`` model under TCG (KVM always uses ``host``).
         memory_mib, smp: RAM and vCPUs.
@@ -177,9 +162,9 @@ class MachineConfig:
     env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCH_DEFAULTS:
+        if self.arch not in ARCH_PROFILES:
             raise ConfigError(
-                f"MachineConfig.arch={self.arch!r}: supported are {sorted(ARCH_DEFAULTS)}"
+                f"MachineConfig.arch={self.arch!r}: supported are {sorted(ARCH_PROFILES)}"
             )
         if self.accel not in ACCELS:
             raise ConfigError(f"MachineConfig.accel={self.accel!r}: choose one of {ACCELS}")
@@ -219,14 +204,14 @@ class MachineConfig:
                 object.__setattr__(self, "accel", "tcg")
             check_recordable(self.accel == "kvm", [disk.is_local_file for disk in self.disks])
 
-    # Resolved values: the arch defaults fill what the config leaves open.
+    # Resolved values: the arch profile (harness.vm.arch) fills what the config leaves open.
     @property
-    def defaults(self) -> ArchDefaults:
-        return ARCH_DEFAULTS[self.arch]
+    def defaults(self) -> ArchProfile:
+        return ARCH_PROFILES[self.arch]
 
     @property
     def qemu(self) -> str:
-        return self.qemu_binary or f"qemu-system-{self.arch}"
+        return self.qemu_binary or self.defaults.qemu_binary
 
     @property
     def machine_type(self) -> str:
@@ -258,28 +243,22 @@ class MachineConfig:
         devices: Iterable[str] | None = None,
         **overrides: Any,
     ) -> MachineConfig:
-        """The config to boot ``image`` as its boot profile describes.
+        """The config to boot ``image`` as its architecture's profile (:mod:`harness.vm.arch`)
+        describes.
 
-        The profile's kernel arguments come first (``console=...`` is added when the profile
-        does not name one), then ``kernel_args``. ``devices`` defaults to a virtio-rng, the
-        guest's entropy source for the device key.
+        The profile's kernel arguments (``console=...`` first) come first, then
+        ``kernel_args``. ``devices`` defaults to a virtio-rng, the guest's entropy source for
+        the device key.
         """
-        profile = image.boot
-        base_args = tuple(profile.kernel_args)
-        if not any(arg.startswith("console=") for arg in base_args):
-            base_args = (f"console={profile.console}", *base_args)
+        profile = ARCH_PROFILES[image.arch]
         if devices is None:
-            devices = (f"virtio-rng-{profile.virtio_suffix}",)
+            devices = (profile.virtio_device("rng"),)
         return cls(
             arch=image.arch,
-            qemu_binary=profile.qemu_binary,
-            machine=profile.machine,
-            cpu=profile.cpu,
             kernel=Path(image.kernel),
             initramfs=Path(image.initramfs),
-            kernel_args=(*base_args, *kernel_args),
+            kernel_args=(*profile.kernel_args, *kernel_args),
             disks=tuple(disks),
             devices=tuple(devices),
-            virtio_suffix=profile.virtio_suffix,
             **overrides,
         )

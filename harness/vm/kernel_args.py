@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 
 from harness.errors import ConfigError
-from harness.vm.qemu_args import COMMAND_LINE_SIZE
+from harness.vm.arch import profile
 
 #: Bytes of the kernel command line left for the other arguments (console=, quiet, sq.mode...)
 #: when a script is passed; the base64 of ``sq.script`` may use the rest.
@@ -51,11 +51,12 @@ def render(templates: Iterable[str], values: Mapping[str, object]) -> tuple[str,
 def script_args(source: str, *, arch: str = "aarch64") -> tuple[str, str]:
     """``sq.mode=script sq.script=<base64>``: run ``source`` as the guest's payload.
 
-    The kernel keeps at most COMMAND_LINE_SIZE - 1 bytes of command line (2047 on arm64), and
-    silently truncates the rest, which would turn into a confusing base64 error in the guest.
+    The kernel keeps at most COMMAND_LINE_SIZE - 1 bytes of command line (2047 on arm64, 1023
+    on riscv64), and silently truncates the rest, which would turn into a confusing base64
+    error in the guest.
     """
     encoded = base64.b64encode(source.encode("utf-8")).decode("ascii")
-    budget = COMMAND_LINE_SIZE.get(arch, 2048) - 1 - RESERVED_FOR_OTHER_ARGS
+    budget = profile(arch).command_line_size - 1 - RESERVED_FOR_OTHER_ARGS
     if len(encoded) > budget:
         raise ConfigError(
             f"sq.script is {len(encoded)} bytes of base64 ({len(source)} bytes of source); "

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from harness.diagnosis import REBUILD_IMAGE
 from harness.errors import ConfigError, DependencyMissing
-from harness.vm.config import ARCH_DEFAULTS, MachineConfig
+from harness.vm.arch import ARCH_PROFILES
+from harness.vm.config import MachineConfig
 
 
 def preflight(config: MachineConfig) -> str:
@@ -32,7 +33,7 @@ def preflight(config: MachineConfig) -> str:
 
 def missing_qemu_message(binary: str, arch: str) -> str:
     """What to tell a user whose QEMU binary is not installed: the Debian package and how."""
-    package = ARCH_DEFAULTS[arch].debian_package
+    package = ARCH_PROFILES[arch].debian_package
     where = "does not exist or is not executable" if "/" in binary else "not found on PATH"
     return (
         f"QEMU binary {binary!r} {where}: install the Debian package {package} with "

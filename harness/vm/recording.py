@@ -68,7 +68,9 @@ def qemu_version(binary: str) -> str:
 
 
 def _keep_copy(source: Path, target: Path) -> Path:
-    """A hard link when the file system allows it (the cache is read-only to us), else a copy."""
+    """A hard link when the file system allows it, else a copy. A link is safe: the image
+    builder replaces its files by rename, never in place, so the recorded bytes stay (and the
+    replay's hash check would notice if they did not)."""
     try:
         os.link(source, target)
     except OSError:

@@ -61,16 +61,21 @@ class ExitInfo:
     ``-no-reboot``), ``quit`` (QMP), ``sigterm``, ``sigkill`` (escalation), ``power-cut``
     (:meth:`Machine.power_cut`) or ``launch-failed``. ``reason`` is the QMP ``SHUTDOWN``
     event's reason when there was one (``guest-shutdown``, ``guest-reset``, ``host-qmp-quit``...).
+    ``silent_poweroff``: on this architecture a guest power-off ends QEMU with status 0 and no
+    event at all (:attr:`harness.vm.arch.ArchProfile.silent_poweroff`).
     """
 
     returncode: int | None
     how: str
     at: float
     reason: str | None = None
+    silent_poweroff: bool = False
 
     @property
     def guest_powered_off(self) -> bool:
-        return self.how == "exited" and self.returncode == 0 and self.reason == "guest-shutdown"
+        if self.how != "exited" or self.returncode != 0:
+            return False
+        return self.reason == "guest-shutdown" or (self.silent_poweroff and self.reason is None)
 
     _PHRASES = {
         "exited": "QEMU exited by itself",

@@ -53,3 +53,19 @@ def test_values_vary_in_size_and_depend_on_the_nonce():
     assert min(sizes) >= 16
     assert max(sizes) > 1500
     assert powercut.value_for(NONCE, 7) != powercut.value_for("ffffffffffffffff", 7)
+
+
+def test_large_batches_reach_their_value_max_and_check_with_it(statefsd):
+    sizes = {len(powercut.value_for(NONCE, seq, 16384)) for seq in range(1, 200)}
+    assert min(sizes) >= 16 and 12000 < max(sizes) <= 16384
+    with statefsd.client() as client:
+        assert powercut.write(client, NONCE, 0, 60, 16384) == 60
+        assert powercut.check(client, NONCE, 16384) == 60
+        with pytest.raises(ValueError, match="altered"):
+            powercut.check(client, NONCE)  # the default sizes: every value differs
+
+
+@pytest.mark.parametrize("text", ["15", "70000", "x"])
+def test_a_bad_value_max_is_refused(text):
+    with pytest.raises(ValueError, match="sq.value_max"):
+        powercut.value_max_of({"sq.value_max": text})

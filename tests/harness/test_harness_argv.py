@@ -155,25 +155,57 @@ def test_render_fills_placeholders_and_rejects_unknown_ones():
         render(["sq.nonce={nocne}"], {"nonce": "x"})
 
 
-class _Profile:
-    qemu_binary = "qemu-system-aarch64"
-    machine = "virt"
-    cpu = "cortex-a57"
-    console = "ttyAMA0"
-    kernel_args = ("quiet", "panic=-1")
-    virtio_suffix = "device"
-
-
 class _Image:
-    arch = "aarch64"
-    kernel = Path("/img/vmlinuz")
-    initramfs = Path("/img/initramfs.cpio")
-    manifest = Path("/img/manifest")
-    boot = _Profile()
+    def __init__(self, arch: str = "aarch64") -> None:
+        self.arch = arch
+        self.kernel = Path("/img/vmlinuz")
+        self.initramfs = Path("/img/initramfs.cpio")
+        self.manifest = Path("/img/manifest")
 
 
 def test_config_from_image_profile_adds_console_and_rng():
     cfg = MachineConfig.from_image(_Image(), kernel_args=("sq.mode=shell",))  # type: ignore[arg-type]
-    assert cfg.kernel_args == ("console=ttyAMA0", "quiet", "panic=-1", "sq.mode=shell")
+    assert cfg.kernel_args == (
+        "console=ttyAMA0",
+        "quiet",
+        "panic=-1",
+        "cryptomgr.notests",
+        "sq.mode=shell",
+    )
     assert cfg.devices == ("virtio-rng-device",)
     assert cfg.with_kernel_args("sq.boot=1").kernel_args[-1] == "sq.boot=1"
+
+
+def test_riscv64_command_line_uses_opensbi_and_the_16550_console():
+    image = _Image("riscv64")
+    cfg = MachineConfig.from_image(image, disks=(DiskSpec("/tmp/disk.img"),))  # type: ignore[arg-type]
+    argv = build_argv(cfg, ENDPOINTS, TCG)
+    assert argv[0] == "qemu-system-riscv64"
+    assert pairs(argv, "-machine") == ["virt"]
+    assert pairs(argv, "-bios") == ["default"]
+    assert pairs(argv, "-cpu") == ["rv64"]
+    assert pairs(argv, "-append") == ["console=ttyS0 quiet panic=-1 cryptomgr.notests"]
+    assert pairs(argv, "-device") == ["virtio-blk-device,drive=d0", "virtio-rng-device"]
+
+
+def test_aarch64_needs_no_firmware_argument():
+    assert "-bios" not in build_argv(config(), ENDPOINTS, TCG)
+
+
+def test_riscv64_kernel_keeps_only_1023_bytes_of_command_line():
+    ok = config(arch="riscv64", kernel_args=("x=" + "a" * 1000,))
+    assert kernel_command_line(ok).startswith("x=")
+    with pytest.raises(ConfigError, match=r"riscv64 kernel keeps only 1023"):
+        kernel_command_line(config(arch="riscv64", kernel_args=("x=" + "a" * 1030,)))
+    with pytest.raises(ConfigError, match=r"leaves 575 for it"):
+        script_args("print(1)\n" * 60, arch="riscv64")
+
+
+def test_a_silent_exit_is_a_power_off_only_where_the_profile_says_so():
+    from harness.vm.state import ExitInfo
+
+    assert ExitInfo(0, "exited", 1.0, None, silent_poweroff=True).guest_powered_off
+    assert not ExitInfo(0, "exited", 1.0, None).guest_powered_off
+    assert not ExitInfo(1, "exited", 1.0, None, silent_poweroff=True).guest_powered_off
+    assert not ExitInfo(0, "exited", 1.0, "guest-reset", silent_poweroff=True).guest_powered_off
+    assert ExitInfo(0, "exited", 1.0, "guest-shutdown").guest_powered_off

@@ -79,6 +79,16 @@ def test_run_dry_run_shows_both_boots_with_one_nonce(capsys: pytest.CaptureFixtu
     assert "sq.boot=2 sq.nonce=00112233445566ff" in out
 
 
+def test_riscv64_run_scales_the_contract_timeouts_by_its_tcg_slowdown(
+    monkeypatch, capsys: pytest.CaptureFixture[str]
+):
+    monkeypatch.delenv("QEMU_TIMEOUT_MULTIPLIER", raising=False)
+    assert cli.main(["run", "--dry-run", "--arch", "riscv64", "--nonce", "00ff00ff00ff00ff"]) == 0
+    out = capsys.readouterr().out
+    assert "timeout multiplier: 2" in out
+    assert "boot 1: timeout 150 s" in out  # 75 s in the contract, x2 for riscv64
+
+
 def test_bad_multiplier_in_the_environment_names_it(
     monkeypatch, capsys: pytest.CaptureFixture[str]
 ):

@@ -85,6 +85,11 @@ def test_record_refuses_the_power_cut_disk_server():
     assert "nbdkit" in POWERCUT_REFUSAL and "power cut" in POWERCUT_REFUSAL
 
 
+def test_powercut_record_is_refused_with_the_reason(capsys: pytest.CaptureFixture[str]):
+    assert main(["powercut", "--record"]) == EXIT_HARNESS
+    assert capsys.readouterr().err.strip() == f"error: {POWERCUT_REFUSAL}"
+
+
 def test_bad_record_settings_are_refused():
     with pytest.raises(ConfigError, match="mode"):
         RecordReplay("rewind", Path("x.rr"))  # type: ignore[arg-type]
@@ -304,23 +309,19 @@ def test_run_record_refuses_kvm_before_making_anything(capsys: pytest.CaptureFix
 def test_run_record_with_the_fake_qemu_writes_the_record_and_prints_the_replay_command(
     fake_qemu: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ):
+    import dataclasses
     from types import SimpleNamespace
+
+    from harness.vm.arch import ARCH_PROFILES
 
     (tmp_path / "vmlinuz").write_bytes(b"fake kernel")
     (tmp_path / "initrd").write_bytes(b"fake initrd")
     image = SimpleNamespace(
-        arch="aarch64",
-        kernel=tmp_path / "vmlinuz",
-        initramfs=tmp_path / "initrd",
-        boot=SimpleNamespace(
-            qemu_binary=str(fake_qemu),
-            machine="virt",
-            cpu="cortex-a57",
-            console="ttyAMA0",
-            kernel_args=(),
-            virtio_suffix="device",
-        ),
+        arch="aarch64", kernel=tmp_path / "vmlinuz", initramfs=tmp_path / "initrd"
     )
+    # The QEMU binary comes from the architecture's profile: the fake one stands in for it.
+    aarch64 = dataclasses.replace(ARCH_PROFILES["aarch64"], qemu_binary=str(fake_qemu))
+    monkeypatch.setitem(ARCH_PROFILES, "aarch64", aarch64)
     monkeypatch.setattr("harness.cli.common.ensure_guest_image", lambda arch, out: image)
     monkeypatch.setenv("FAKE_QEMU_MODE", "contract")
     runs = tmp_path / "runs"

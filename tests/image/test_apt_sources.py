@@ -147,3 +147,17 @@ def test_read_host_sources_reads_only_what_apt_reads(tmp_path: Path) -> None:
     assert "http://b.example/debian" in uris
     assert "http://mirror.example/debian" in uris
     assert not any("nodesource" in uri or "c.example" in uri for uri in uris)
+
+
+def test_trixie_suites_come_from_the_entries_of_the_same_kind() -> None:
+    """A bookworm host: trixie and trixie-updates from the main archive, trixie-security from
+    the URI that serves bookworm-security."""
+    chosen = select_archive_sources(
+        parse_deb822(DEB822), ["trixie", "trixie-updates", "trixie-security"], ["main"]
+    )
+    assert [(s.uri, s.suite) for s in chosen] == [
+        ("http://mirror.example/debian", "trixie"),
+        ("http://mirror.example/debian", "trixie-updates"),
+        ("http://mirror.example/debian-security", "trixie-security"),
+    ]
+    assert all(s.derived for s in chosen)

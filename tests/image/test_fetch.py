@@ -11,6 +11,7 @@ from harness.image.errors import (
     ChecksumError,
     FetchError,
     NetworkError,
+    NotServed,
     PackageNotFound,
     PinUnavailable,
 )
@@ -162,6 +163,11 @@ def test_pinned_version_gone_from_the_archive(tmp_path: Path) -> None:
         ("E: Version '9.9' for 'busybox-static' was not found", PinUnavailable),
         ("E: Write error - write (28: No space left on device)", FetchError),
         ("E: something else", FetchError),
+        (
+            "Err:2 http://m trixy Release\n  404  Not Found\n"
+            "E: The repository 'http://m trixy Release' does not have a Release file.",
+            NotServed,
+        ),
     ],
 )
 def test_failures_are_classified(output: str, kind: type) -> None:
@@ -179,3 +185,33 @@ def test_failed_update_raises_with_evidence(tmp_path: Path) -> None:
     with pytest.raises(NetworkError, match="unreachable") as info:
         ws.update()
     assert info.value.returncode == 100
+
+
+RELEASE = """\
+-----BEGIN PGP SIGNED MESSAGE-----
+Hash: SHA256
+
+Origin: Debian
+Suite: oldstable
+Codename: bookworm
+Architectures: all amd64 arm64 armel armhf i386 mips64el mipsel ppc64el s390x
+Components: main contrib
+
+-----BEGIN PGP SIGNATURE-----
+xyz
+-----END PGP SIGNATURE-----
+"""
+
+
+def test_a_suite_without_the_architecture_is_named(tmp_path: Path) -> None:
+    """apt exits 0 and fetches no index for an architecture the suite lacks (bookworm has no
+    riscv64); the Release file's Architectures field turns that into a clear error."""
+    source = ArchiveSource("http://m.example/debian", "bookworm", ("main",), "/k.gpg")
+    fake = FakeApt({})
+    ws = fetch.AptWorkspace(tmp_path / "apt", "riscv64", [source], arch="riscv64", runner=fake)
+    ws.prepare()
+    (tmp_path / "apt" / "lists" / "m.example_debian_dists_bookworm_InRelease").write_text(RELEASE)
+    with pytest.raises(NotServed, match=r"does not serve architecture riscv64 in suite bookworm"):
+        ws.update()
+    ws.architecture = "arm64"
+    ws.update()  # the same suite serves arm64

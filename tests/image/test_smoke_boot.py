@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 
 from harness.image import ensure_image
+from harness.vm.arch import profile
 
 pytestmark = [pytest.mark.qemu, pytest.mark.network]
+REPO = Path(__file__).resolve().parents[2]
 
 BOOT_TIMEOUT = 90.0
 
@@ -37,16 +39,37 @@ using_extension = sys.modules["crcmod.crcmod"]._usingExtension
 print("SMOKE", sys.implementation.cache_tag, os.uname().machine, hex(crc), using_extension,
       rng, sectors, flush=True)
 """
-EXPECTED = "SMOKE cpython-311 aarch64 0xe3069283 True virtio_rng.0 2048"
+#: What SCRIPT prints, by architecture: the guest's own interpreter and machine.
+EXPECTED = {
+    "aarch64": "SMOKE cpython-311 aarch64 0xe3069283 True virtio_rng.0 2048",
+    "riscv64": "SMOKE cpython-313 riscv64 0xe3069283 True virtio_rng.0 2048",
+}
+
+# Imports every guest module (but no __main__) under the guest's own interpreter and stdlib:
+# the static closure's check where the host's Python is another version (riscv64: 3.13).
+IMPORT_ALL = """\
+import os,sys
+r=os.path.dirname(os.__file__)
+n,b=0,[]
+for d,_,fs in os.walk(r+"/guest"):
+ for f in fs:
+  m=(d[len(r)+1:]+"/"+f[:-3]).replace("/",".").removesuffix(".__init__")
+  if f.endswith(".py") and f!="__main__.py":
+   n+=1
+   try:__import__(m)
+   except Exception as e:b.append(f"{m}:{e!r}")
+print("IMPORTS",n,b,"IMPORTS-END")
+"""
 
 
 def _argv(image, disk: Path, script: str) -> list[str]:
-    boot = image.boot
+    boot = profile(image.arch)
     args = [*boot.kernel_args, "sq.mode=script", f"sq.script={script}"]
     return [
         boot.qemu_binary,
         "-M",
         boot.machine,
+        *boot.firmware,
         "-cpu",
         boot.cpu,
         "-smp",
@@ -68,19 +91,19 @@ def _argv(image, disk: Path, script: str) -> list[str]:
         "-drive",
         f"if=none,format=raw,id=d0,file={disk}",
         "-device",
-        f"virtio-blk-{boot.virtio_suffix},drive=d0",
+        f"{boot.virtio_device('blk')},drive=d0",
         "-device",
-        f"virtio-rng-{boot.virtio_suffix}",
+        boot.virtio_device("rng"),
     ]
 
 
-def test_guest_python_prints_what_only_it_can(tmp_path: Path) -> None:
-    image = ensure_image("aarch64")
-    if shutil.which(image.boot.qemu_binary) is None:
-        pytest.fail(f"{image.boot.qemu_binary} not found: run scripts/setup-host.sh")
+def _boot_script(image, tmp_path: Path, source: str, expected: str, timeout: float) -> str:
+    """Boot ``image`` with ``source`` as the guest's script; the console up to ``expected``."""
+    if shutil.which(profile(image.arch).qemu_binary) is None:
+        pytest.fail(f"{profile(image.arch).qemu_binary} not found: run scripts/setup-host.sh")
     disk = tmp_path / "disk.raw"
     disk.write_bytes(b"\0" * (1 << 20))
-    script = base64.b64encode(SCRIPT.encode()).decode()
+    script = base64.b64encode(source.encode()).decode()
     proc = subprocess.Popen(
         _argv(image, disk, script),
         stdin=subprocess.DEVNULL,
@@ -90,10 +113,10 @@ def test_guest_python_prints_what_only_it_can(tmp_path: Path) -> None:
     )
     console = bytearray()
     try:
-        deadline = time.monotonic() + BOOT_TIMEOUT
+        deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as sel:
             sel.register(proc.stdout, selectors.EVENT_READ)
-            while EXPECTED.encode() not in console and b"init: fatal" not in console:
+            while expected.encode() not in console and b"init: fatal" not in console:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -107,6 +130,23 @@ def test_guest_python_prints_what_only_it_can(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         proc.stdout.close()
-    text = console.decode("utf-8", "replace")
-    assert "init: started (python 3.11" in text, text[-3000:]
-    assert EXPECTED in text, text[-3000:]
+    return console.decode("utf-8", "replace")
+
+
+def test_guest_python_prints_what_only_it_can(qemu_settings, tmp_path: Path) -> None:
+    image = ensure_image(qemu_settings.arch)
+    expected = EXPECTED[image.arch]
+    text = _boot_script(image, tmp_path, SCRIPT, expected, qemu_settings.scale(BOOT_TIMEOUT))
+    version = expected.split()[1].removeprefix("cpython-")
+    assert f"init: started (python {version[0]}.{version[1:]}" in text, text[-3000:]
+    assert expected in text, text[-3000:]
+
+
+def test_every_guest_module_imports_under_the_guest_python(qemu_settings, tmp_path: Path):
+    image = ensure_image(qemu_settings.arch)
+    text = _boot_script(
+        image, tmp_path, IMPORT_ALL, "IMPORTS-END", qemu_settings.scale(BOOT_TIMEOUT)
+    )
+    line = next((x for x in text.splitlines() if x.startswith("IMPORTS ")), "")
+    count = sum(1 for p in Path(REPO, "guest").rglob("*.py") if p.name != "__main__.py")
+    assert line.strip() == f"IMPORTS {count} [] IMPORTS-END", text[-3000:]

@@ -6,7 +6,6 @@ import pytest
 from powercut_helpers import pattern
 
 from harness.powercut.cache import WriteBackCache
-from harness.powercut.cut import CUT_TRIGGERS, plan_cut
 from harness.powercut.errors import CacheFormatError
 from harness.powercut.fates import (
     FATES,
@@ -139,13 +138,3 @@ def test_an_undo_record_without_a_journal_is_an_error(backing, state_dir):
     assert not (state_dir / JOURNAL_NAME).exists()
     with pytest.raises(CacheFormatError, match="without"):
         resolve(state_dir, backing, random.Random(0))
-
-
-def test_cut_plans_are_deterministic_by_seed_and_use_every_trigger():
-    def cuts(seed: int) -> list:
-        return [plan_cut(random.Random(f"{seed}:{n}:cut"), (0.5, 2.0)) for n in range(30)]
-
-    assert cuts(1) == cuts(1)
-    assert cuts(1) != cuts(2)
-    assert {plan.trigger for plan in cuts(1)} == set(CUT_TRIGGERS)
-    assert all(0.5 <= plan.delay <= 2.0 for plan in cuts(1))

@@ -1,7 +1,8 @@
 """A short power-cut campaign in real VMs, through the documented command.
 
-Three cuts (four boots) take about 30-40 s under TCG; the deep campaign (20 cycles) is the
-documented command in docs/testing/powercut.md. The campaign runs as a subprocess, as a
+Six cuts (seven boots), one of each scheduled trigger (format, recovery, compaction, flush,
+dirty, time), take about a minute under TCG; the deep campaign (100 cycles) is the documented
+command in docs/testing/powercut.md. The campaign runs as a subprocess, as a
 developer or CI would run it, so its exit code, its table and its cleanup are what is tested.
 """
 
@@ -15,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.powercut.triggers import TRIGGERS
+
 REPO = Path(__file__).resolve().parents[2]
-CYCLES = 3
+CYCLES = 6
 SEED = 20240601
 
 
@@ -60,7 +63,12 @@ def test_short_power_cut_campaign_loses_nothing(guest_image, qemu_settings, tmp_
         str(qemu_settings.multiplier),
     ]
     result = subprocess.run(
-        argv, cwd=REPO, capture_output=True, text=True, timeout=300, check=False
+        argv,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=qemu_settings.scale(600),
+        check=False,
     )
     print(result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -78,6 +86,9 @@ def test_short_power_cut_campaign_loses_nothing(guest_image, qemu_settings, tmp_
         assert cycle["recovered"] >= (cycle["acked"] or 0)
         assert cycle["recovered"] <= max(cycle["start"], cycle["issued"] or 0)
         assert cycle["cut_at"] is not None
+        assert cycle["cut_trigger"] in (cycle["scheduled"], "time"), cycle
+    assert {c["scheduled"] for c in cycles} == set(TRIGGERS)
+    assert cycles[0]["cut_trigger"] == "format"  # the blank disk's format is always caught
     assert sum(c["writes_acked"] for c in cycles) > 0
     for number in range(1, CYCLES + 2):  # the last boot only checks
         assert (run_dir / f"boot{number}" / "uart.log").is_file()
@@ -107,6 +118,7 @@ def test_a_disk_that_forgets_synced_writes_is_caught(
         cycles=1,
         seed=SEED,
         cut_window=(1.0, 1.5),
+        triggers=("time",),
         accel=qemu_settings.accel,
         multiplier=qemu_settings.multiplier,
     )

@@ -1,6 +1,6 @@
 """Crash-recover-continue histories: several power cuts in one device's life, work between.
 
-A single-crash workload (:mod:`support.crashloads`) proves every crash state of one run
+A single-crash workload (:mod:`support.crashsim.loads`) proves every crash state of one run
 recovers. A device lives longer than that: it is cut, recovers, keeps working, compacts
 again, and is cut again, and some bugs need that whole history (a compaction cut after its
 snapshot landed leaves records that only a *later* compaction into the same region can
@@ -18,7 +18,7 @@ mistake for its own). So a history here is a tree of recordings:
   their own, ``levels`` crashes deep: a crash in a grandchild's recording is the fourth
   power cut of that device's history.
 
-Every crash state is judged by the same oracle (:func:`support.crashcheck.check_state`):
+Every crash state is judged by the same oracle (:func:`support.crashsim.check.check_state`):
 the recovered map equals the model at a commit point the crash could have hit, fsck is
 clean, the store stays writable, and no exception at all, EIO included, since nothing here
 damages the media. Separately, at marked durable points the current superblock copy gets a
@@ -34,17 +34,17 @@ from guest.statefs import MemoryBlockDevice, Store, StoreConfig
 from guest.statefs.layout import SUPERBLOCK_SLOTS
 from harness.crashsim import Begin, CrashState, Depth, End, Recording, crash_states
 
-from support.crashcheck import (
+from support.crashsim.check import (
     STORE_FAILURES,
     Figures,
-    _fail,
     check_recording,
     check_superblock_damage,
     digest,
+    record_failure,
     stopping,
 )
-from support.crashdriver import Driver, WorkloadError, preformatted, state_of
-from support.crashloads import CHURN
+from support.crashsim.driver import Driver, WorkloadError, preformatted, state_of
+from support.crashsim.loads import CHURN
 
 #: The after-recovery proof (fsck, writes, reopen) runs on every PROOF_EVERY-th state; every
 #: state is recovered and compared, and the children of a history exercise the write path
@@ -78,7 +78,7 @@ class History:
 
 def shape(depth: Depth) -> tuple[int, int]:
     """(levels, branches): crashes deep, children per recording."""
-    return 3, 2 if depth.level == 1 else 3
+    return 3, (2 if depth.level == 1 else 3)
 
 
 # -- the work --------------------------------------------------------------------------------
@@ -104,17 +104,17 @@ def _grow(d: Driver, history: History) -> None:
 
 
 def _recover_and_continue(d: Driver, history: History) -> None:
-    """A child's work after its recorded open: close + reopen, shrink, compact, regrow,
-    overwrite, delete, close + reopen."""
+    """A child's work after its recorded open: close + reopen, shrink (synced, or committed
+    by the compaction), compact, regrow, overwrite, delete, close + reopen."""
     d.close()
     d.reopen()
     keep = d.rng.choice((0, 0, 1, 2))
     victims = d.rng.sample(sorted(d.model), max(0, len(d.model) - keep))
     for key in victims:
         d.delete(key)
-    if victims:
+    if victims and d.rng.random() < 0.5:
         d.sync()
-    d.compact()  # of the shrunk set: an empty snapshot when nothing was kept
+    d.compact()  # of the shrunk set (committing the deletes, half the time): maybe empty
     for _ in range(history.regrow):
         if d.put(history.key(d.rng.randrange(history.keys)), d.value(*history.values)) == 0:
             d.sync()
@@ -228,7 +228,7 @@ class _Run:
         self.rng = random.Random(f"{history.name}/{seed}/history")
         self.seed = seed
         self.figures = Figures(f"{history.name}[seed {seed}]")
-        self.notes: dict[str, int] = {"crashes_in_seal": 0, "crashes_in_checkpoint": 0}
+        self.notes: dict[str, int] = {f"crashes_in_{kind}": 0 for kind in KINDS}
         self.notes["deepest"] = 0
 
     def stopped(self) -> bool:
@@ -254,7 +254,7 @@ class _Run:
             d.finish()
         except (WorkloadError, *STORE_FAILURES) as exc:
             problem = f"{type(exc).__name__}: {exc}"
-            _fail(self.figures, f"{label}: running the work", problem, level, "work")
+            record_failure(self.figures, f"{label}: running the work", problem, level, "work")
         for name, count in d.notes.items():
             self.notes[name] = self.notes.get(name, 0) + count
         skipped = self.notes.get("damage_points_skipped", 0) + d.points_after_compacting_commit
@@ -317,13 +317,14 @@ class _Run:
             recovered = state_of(probe)
         except STORE_FAILURES as exc:
             problem = f"recovery probe raised {type(exc).__name__}: {exc}"
-            _fail(self.figures, name, problem, level)
+            record_failure(self.figures, name, problem, level)
             return
         if all(parent.states[index] != recovered for index in state.allowed):
-            _fail(self.figures, name, f"recovered {digest(recovered)}, not a commit point", level)
+            record_failure(
+                self.figures, name, f"recovered {digest(recovered)}, not a commit point", level
+            )
             return
-        if kind in ("seal", "checkpoint"):
-            self.notes[f"crashes_in_{kind}"] += 1
+        self.notes[f"crashes_in_{kind}"] += 1
         d = self.driver(name, image, recovered)
 
         def script() -> None:
@@ -380,9 +381,9 @@ HISTORIES: tuple[History, ...] = (
     ),
     History(
         "history-512-close",
-        "512 B x 2,048 sectors, 40-60 KB values: long journals that close checkpoints",
+        "512 B x 1,600 sectors, 40-60 KB values: long journals that close checkpoints",
         512,
-        2048,
+        1600,
         (40_000, 60_000),
         churn=6,
         expects=(

@@ -57,8 +57,8 @@ from harness.crashsim import (
     crash_states,
 )
 
-from support.crashdriver import Driver, WorkloadError, state_of
-from support.crashloads import Workload
+from support.crashsim.driver import Driver, WorkloadError, state_of
+from support.crashsim.loads import Workload
 
 #: What a buggy store might raise out of ``open``/``sync`` (beyond StatefsError, an OSError).
 #: PowerCut and KeyboardInterrupt are deliberately not here.
@@ -134,7 +134,9 @@ class Figures:
         return data
 
 
-def _fail(figures: Figures, label: str, problem: str, level: int = 0, kind: str = "state") -> None:
+def record_failure(
+    figures: Figures, label: str, problem: str, level: int = 0, kind: str = "state"
+) -> None:
     figures.failures.append(Failure(figures.workload, label, problem, level, kind))
 
 
@@ -253,7 +255,7 @@ def check_recording(
         problem, outcome = check_state(recording, state, config, prove=prove)
         if problem is not None:
             label = state.label + (f" (+{state.merged - 1} same bytes)" if state.merged > 1 else "")
-            _fail(figures, prefix + label, problem, level)
+            record_failure(figures, prefix + label, problem, level)
             if stopping(figures, stop_after):
                 return
             continue
@@ -323,12 +325,14 @@ def check_damage(image: bytes, sector_size: int, figures: Figures, rng: random.R
         Store.open(dev, StoreConfig(read_only=True))
     except CorruptionError:
         if check_device(dev).ok:
-            _fail(figures, label, "open raised EIO but fsck says clean", kind="damage")
+            record_failure(figures, label, "open raised EIO but fsck says clean", kind="damage")
         return
     except STORE_FAILURES as exc:
-        _fail(figures, label, f"open raised {type(exc).__name__}: {exc}, not EIO", kind="damage")
+        record_failure(
+            figures, label, f"open raised {type(exc).__name__}: {exc}, not EIO", kind="damage"
+        )
         return
-    _fail(figures, label, "damaged journal opened without an error", kind="damage")
+    record_failure(figures, label, "damaged journal opened without an error", kind="damage")
 
 
 def check_superblock_damage(
@@ -358,10 +362,12 @@ def check_superblock_damage(
     except CorruptionError:
         return
     except STORE_FAILURES as exc:
-        _fail(figures, label, f"open raised {type(exc).__name__}: {exc}, not EIO", level, "damage")
+        record_failure(
+            figures, label, f"open raised {type(exc).__name__}: {exc}, not EIO", level, "damage"
+        )
         return
     if recovered != committed:
-        _fail(
+        record_failure(
             figures,
             label,
             f"recovered {digest(recovered)}, committed {digest(committed)}: "
@@ -385,7 +391,7 @@ def run_workload(
     try:
         driver: Driver = workload.run(seed, depth.scale)
     except (WorkloadError, *STORE_FAILURES) as exc:
-        _fail(figures, "running the workload", f"{type(exc).__name__}: {exc}")
+        record_failure(figures, "running the workload", f"{type(exc).__name__}: {exc}")
         figures.seconds = time.perf_counter() - started
         return figures
     figures.notes = dict(driver.notes)
