@@ -3,7 +3,7 @@ byte; a failing boot replays to the same failure line; a damaged record is refus
 
 The failing boot is contract boot 1 with ``sq.fail=statefs-persist``: the selftest fails that
 proof on purpose and prints ``SELFTEST: statefs persist FAIL``; the harness stops the boot half a
-second later, so its record ends mid-run.
+second later unless the guest powered off first, so its record may end mid-run.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def test_a_failing_boot_replays_to_the_same_failure_line(tmp_path: Path):
     assert failure is not None
     assert failure.line == "SELFTEST: statefs persist FAIL on purpose (sq.fail)"
     boot = load_boot(tmp_path)  # the failing boot by default
-    assert boot.number == 1 and boot.entry["exit"] != "exited"
+    assert boot.number == 1  # the record ends at the guest's power-off or the harness's quit
     check_boot(boot)
     replay = replay_boot(boot)
     assert failure.line.encode() in replay.replayed
