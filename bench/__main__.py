@@ -111,18 +111,6 @@ def _add_scale(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_ab(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--kernel-arg",
-        action="append",
-        required=True,
-        metavar="ARG",
-        help="kernel argument of the B runs (repeatable)",
-    )
-    parser.add_argument("--pairs", type=int, default=5, help="A/B pairs (default 5)")
-    parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -133,9 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
             (functools.partial(_add_vm, runs_alias=True),),
         ),
         "scale": ("pytest -n 1 vs -n 2 on the QEMU tests", (_add_scale,)),
-        "profile": ("where statefs's time goes on the host (for missed targets)", (_add_dir,)),
         "tables": ("the latest results as markdown (for bench/README.md)", ()),
-        "ab": ("interleaved contract runs with and without extra kernel arguments", (_add_ab,)),
         "all": ("every part (the default)", (_add_store, _add_vm, _add_scale)),
     }
     for name, (help_text, adders) in parts.items():
@@ -190,23 +176,6 @@ def cmd_scale(args: argparse.Namespace) -> int:
     )
 
 
-def cmd_profile(args: argparse.Namespace) -> int:
-    from bench import profile_store
-
-    return profile_store.main(args.dir, args.results_dir)
-
-
-def cmd_ab(args: argparse.Namespace) -> int:
-    from bench import ab
-
-    return ab.main(
-        kernel_args=args.kernel_arg,
-        pairs=args.pairs,
-        accel=args.accel,
-        results_dir=args.results_dir,
-    )
-
-
 def cmd_tables(args: argparse.Namespace) -> int:
     from bench import readme_tables
 
@@ -225,9 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "store": cmd_store,
         "vm": cmd_vm,
         "scale": cmd_scale,
-        "profile": cmd_profile,
         "tables": cmd_tables,
-        "ab": cmd_ab,
     }
     return commands[args.command](args)
 

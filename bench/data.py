@@ -24,11 +24,6 @@ class Dataset:
     keys: list[str]
     values: list[bytes]
 
-    @property
-    def user_bytes_per_put(self) -> int:
-        """What a put asks to store: key plus value (the denominator of write amplification)."""
-        return KEY_BYTES + VALUE_BYTES
-
     def lookups(self, count: int, among: int | None = None, seed: int = SEED + 1) -> list[str]:
         """``count`` keys drawn uniformly (with replacement) from the first ``among`` keys, in
         a fixed random order."""

@@ -14,9 +14,10 @@ from typing import Any
 
 from bench.guest_payload import payload
 from harness.contract.history import read_console
-from harness.contract.runner import contract_config, create_disk
+from harness.contract.runner import contract_config
 from harness.deadline import Deadline
 from harness.vm.config import Accel, MachineConfig
+from harness.vm.disks import create_disk
 from harness.vm.kernel_args import script_args
 from harness.vm.machine import ExitInfo, Machine
 

@@ -131,7 +131,7 @@ def vm_tables(doc: Doc) -> str:
     ]
     medians = boot_phase_medians(doc)
     seen = {row[0] for rows in medians.values() for row in rows}
-    phases = [phase for phase, _ in PHASES if phase in seen] + ["qemu-exit"]
+    phases = [phase for phase in PHASES if phase in seen] + ["qemu-exit"]
     rows = []
     for phase in phases:
         cells = [phase]

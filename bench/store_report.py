@@ -36,10 +36,6 @@ def _load(figure: Doc) -> str:
     return f"{figure['loadavg1_max']:.1f}/{busy}"
 
 
-def physical_limit(doc: Doc) -> float:
-    return doc["throughput"]["physical"]["4096"]["median"]
-
-
 def _ratio(value: float, base: float | None) -> str:
     return "-" if not base or value != value else f"{value / base:.2f}x"
 
@@ -210,13 +206,6 @@ def _amplification_table(doc: Doc) -> str:
         )
     headers = ["after compaction", "B/live key", "x user", "journal before", "journal after"]
     return text + "\n\n" + render(headers, rows)
-
-
-def _point(doc: Doc, series: str, records: int) -> Doc | None:
-    for point in doc["replay_curve"].get(series, []):
-        if point["records"] == records:
-            return point
-    return None
 
 
 def judge(doc: Doc) -> list[Verdict]:

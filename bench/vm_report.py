@@ -34,7 +34,7 @@ def boot_phase_medians(doc: Doc) -> dict[int, list[tuple[str, float, float, floa
     for number in numbers:
         boots = [b for run in runs for b in run["boots"] if b["number"] == number]
         rows = []
-        for phase in [p for p, _ in PHASES] + ["qemu-exit"]:
+        for phase in [*PHASES, "qemu-exit"]:
             values = [
                 b["exit_at"] if phase == "qemu-exit" else b["phases"].get(phase) for b in boots
             ]

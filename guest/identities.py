@@ -43,12 +43,6 @@ UPDATED = Identity("updated", 202, 202, (STATEFS_CLIENTS_GID,))
 APP = Identity("app", 1000, 1000, (STATEFS_CLIENTS_GID,))
 
 IDENTITIES = {identity.name: identity for identity in (INIT, STATEFSD, KEYSTORED, UPDATED, APP)}
-_BY_UID = {identity.uid: identity for identity in IDENTITIES.values()}
-
-
-def by_uid(uid: int) -> Identity | None:
-    """The identity a uid belongs to, or None for a uid no service has."""
-    return _BY_UID.get(uid)
 
 
 def become(identity: Identity) -> None:

@@ -12,8 +12,10 @@ Two kinds of evidence are read here, never to decide a verdict, only to explain 
   scanning ``/proc/<pid>/fd``: OFD locks show pid -1 in ``/proc/locks``), so the error can
   name the other VM.
 * **A boot's console** when the boot did not pass: :func:`boot_hints` adds one-line hints to
-  the report. The guest's PID 1 prints ``init: started`` as its first line (about 2 s after
-  launch under TCG; a healthy kernel booted with ``quiet`` prints nothing before it), so a
+  the report. statefsd's refusal of a disk that is neither blank nor a statefs volume
+  (``statefsd: fatal EMEDIUMTYPE``) is named as the reason, with the way out. The guest's
+  PID 1 prints ``init: started`` as its first line (about 2 s after launch under TCG; a
+  healthy kernel booted with ``quiet`` prints nothing before it), so a
   boot that ended, panicked or ran for :data:`NO_INIT_HINT_AFTER` seconds without it points
   at a broken kernel or initramfs. A console silent for :data:`SILENCE_HINT_AFTER` seconds
   when the deadline passed points at a hung guest.
@@ -39,6 +41,17 @@ NO_INIT_HINT_AFTER = 20.0
 SILENCE_HINT_AFTER = 5.0
 #: How to rebuild the image, quoted in every hint about it.
 REBUILD_IMAGE = "`make image` (or `python -m harness image --force`)"
+#: What statefsd prints when it refuses a disk that is neither blank nor a statefs volume.
+DISK_REFUSED_LINE = "statefsd: fatal EMEDIUMTYPE"
+#: The kernel argument that makes it format such a disk anyway.
+FORMAT_FORCE_ARG = "sq.format=force"
+#: What to tell the user about it (the CLI's flag and the kernel argument).
+DISK_REFUSED_HINT = (
+    "statefsd refused the disk: it is neither blank nor a statefs volume, and it was not "
+    "formatted over (nothing on it was changed). Use a fresh disk (leave out --disk), or format "
+    f"this one anyway with --format-disk (kernel argument {FORMAT_FORCE_ARG}), which destroys "
+    "what is on it"
+)
 
 _LOCK_FAILURE = re.compile(
     r'Failed to get (?:shared )?"(?P<lock>[^"]+)" lock\s*'
@@ -165,6 +178,8 @@ def boot_hints(
     seen; ``timed_out``: the boot ended at a deadline.
     """
     hints = []
+    if any(DISK_REFUSED_LINE in line for _, line in lines):
+        hints.append(DISK_REFUSED_HINT)
     started = any(GUEST_INIT_LINE in line for _, line in lines)
     if not started and (qemu_exited or failed or now >= NO_INIT_HINT_AFTER * multiplier):
         count = len(lines)

@@ -99,7 +99,8 @@ class LaunchError(HarnessError):
         lines = [f"command: {shlex.join(argv)}", f"exit code: {returncode}"]
         lines.append("stderr:" if stderr.strip() else "stderr: (empty)")
         lines.extend(f"  {line}" for line in stderr.rstrip().splitlines()[-40:])
-        super().__init__(message, evidence="\n".join(lines))
+        # No command: refused before QEMU was started (nothing ran, so no evidence to show).
+        super().__init__(message, evidence="\n".join(lines) if argv else "")
         self.argv = tuple(argv)
         self.returncode = returncode
         self.stderr = stderr

@@ -21,6 +21,7 @@ import atexit
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -39,14 +40,56 @@ SOCKET_DIR_MAX = 90
 REAP_TIMEOUT = 1.0
 
 
-def private_socket_dir(prefix: str) -> Path:
+#: ``sq-<pid of the harness>-<what>-<random>``: the pid says whose directory it is.
+_SOCKET_DIR = re.compile(r"^sq-(\d+)-")
+
+
+def private_socket_dir(what: str) -> Path:
     """A fresh private directory for sockets, short enough for AF_UNIX paths (a long
-    ``$TMPDIR`` falls back to /tmp)."""
+    ``$TMPDIR`` falls back to /tmp), named after this process.
+
+    A harness that is SIGKILLed cannot remove its directories; the next one that makes a
+    directory removes those whose harness is gone (:func:`sweep_stale_socket_dirs`).
+    """
+    sweep_stale_socket_dirs()
+    prefix = f"sq-{os.getpid()}-{what[:20]}-"
     path = tempfile.mkdtemp(prefix=prefix)
     if len(path.encode()) > SOCKET_DIR_MAX:
         os.rmdir(path)
         path = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
     return Path(path)
+
+
+def sweep_stale_socket_dirs() -> list[Path]:
+    """Remove this user's socket directories whose harness process no longer exists."""
+    removed = []
+    for parent in {Path(tempfile.gettempdir()), Path("/tmp")}:
+        try:
+            entries = list(parent.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            match = _SOCKET_DIR.match(entry.name)
+            if match is None or _pid_alive(int(match[1])):
+                continue
+            try:
+                if entry.is_symlink() or entry.stat().st_uid != os.getuid():
+                    continue
+            except OSError:
+                continue
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def pdeathsig_prefix() -> list[str]:

@@ -1,14 +1,14 @@
 """Top-level test configuration.
 
 ``pytester`` (used by tests/harness to test the pytest plugin) and the crash simulator's
-summary (``support.crashsummary``, which must also run in an xdist controller) are enabled
+summary (``support.crashsim.summary``, which must also run in an xdist controller) are enabled
 here: pytest accepts ``pytest_plugins`` only in a top-level conftest. Options live here too,
 so they parse whichever test directory pytest is pointed at.
 """
 
 import pytest
 
-pytest_plugins = ["pytester", "support.crashsummary"]
+pytest_plugins = ["pytester", "support.crashsim.summary"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -37,7 +37,6 @@ FLAG_SNAPSHOT = 1
 
 OP_PUT = 1
 OP_DELETE = 2
-OP_CODES = (OP_PUT, OP_DELETE)
 
 #: Sector sizes a store can be formatted with.
 SECTOR_SIZES = (512, 1024, 2048, 4096)

@@ -14,12 +14,14 @@ from typing import Any
 
 from harness.artifacts import create_unique_dir, default_runs_dir, new_run_id
 from harness.contract.progress import ProgressPrinter
-from harness.contract.runner import DEFAULT_DISK_MIB, create_disk
 from harness.contract.spec import DEFAULT_CONTRACT
 from harness.deadline import MULTIPLIER_ENV, parse_duration, parse_multiplier
+from harness.diagnosis import FORMAT_FORCE_ARG
 from harness.errors import ConfigError, DependencyMissing
 from harness.vm.arch import ARCH_PROFILES, profile
 from harness.vm.config import ACCELS, CACHE_MODES, DiskSpec, MachineConfig
+from harness.vm.disks import DEFAULT_DISK_MIB, create_disk, sparse_copy
+from harness.vm.preflight import preflight
 
 EXIT_PASSED = 0
 EXIT_FAILED = 1
@@ -77,6 +79,20 @@ def add_vm_options(
             default="writeback",
             help="QEMU -drive cache mode (default writeback)",
         )
+        group.add_argument(
+            "--format-disk",
+            action="store_true",
+            help="let the guest format a --disk that is neither blank nor a statefs volume "
+            f"(kernel argument {FORMAT_FORCE_ARG}; destroys what is on it). Without it, "
+            "statefsd refuses such a disk and the run fails naming the refusal",
+        )
+    group.add_argument(
+        "--image-dir",
+        type=Path,
+        default=None,
+        help="boot the image built in this directory as it is (vmlinuz, initramfs.cpio, "
+        "manifest; e.g. another checkout's build/images/aarch64); default: build it if stale",
+    )
     group.add_argument(
         "--runs-dir", type=Path, default=None, help="where run directories go (default build/runs)"
     )
@@ -114,14 +130,20 @@ def resolve_multiplier(args: argparse.Namespace) -> float:
     return arch_scale
 
 
-def ensure_guest_image(arch: str, out: ProgressPrinter) -> Any:
-    """Build the guest image if it is stale; say where it is and how long that took."""
+def ensure_guest_image(arch: str, out: ProgressPrinter, image_dir: Path | None = None) -> Any:
+    """Build the guest image if it is stale (or take the one in ``image_dir`` as it is); say
+    where it is and how long that took."""
     try:
-        from harness.image import ensure_image
+        from harness.image import ensure_image, load_image
     except ImportError as exc:
         raise DependencyMissing(f"the guest image builder is not available: {exc}") from exc
     started = time.monotonic()
-    image = ensure_image(arch, progress=True)
+    if image_dir is not None:
+        image = load_image(image_dir)
+        if image.arch != arch:
+            raise ConfigError(f"--image-dir {image_dir} holds an {image.arch} image, not {arch}")
+    else:
+        image = ensure_image(arch, progress=True)
     out.say(f"image: {image.kernel.parent} ({time.monotonic() - started:.1f} s)")
     return image
 
@@ -169,18 +191,34 @@ class VmSession:
 
 
 def start_vm_session(
-    args: argparse.Namespace, out: ProgressPrinter, **config_extra: Any
+    args: argparse.Namespace,
+    out: ProgressPrinter,
+    *,
+    disk_from: Path | None = None,
+    **config_extra: Any,
 ) -> VmSession:
-    """Run directory, image (built if stale), disk (``--disk`` or a fresh one), base config."""
+    """Image (built if stale), checks, then run directory, disk and base config.
+
+    Everything that can be checked before a run exists is checked first (the disk, the QEMU
+    binary, the kernel and initramfs: :func:`harness.vm.preflight.preflight`), so a set-up
+    problem leaves no run directory and no fresh disk behind. ``disk_from``: a disk to copy
+    into the run directory and boot (a replay on a kept disk).
+    """
     if args.disk is not None and not args.disk.is_file():
         raise ConfigError(f"--disk {args.disk} does not exist")
-    run_dir = new_run_dir(args)
-    image = ensure_guest_image(args.arch, out)
-    disk = args.disk or create_disk(run_dir / "disk.img", args.disk_size_mib)
-    config = MachineConfig.from_image(
-        image,
-        disks=(DiskSpec(str(disk), cache=args.cache),),
-        accel=args.accel,
-        **config_extra,
+    image_dir = getattr(args, "image_dir", None)
+    image = (
+        ensure_guest_image(args.arch, out, image_dir)
+        if image_dir is not None
+        else ensure_guest_image(args.arch, out)
     )
+    config = MachineConfig.from_image(image, accel=args.accel, **config_extra)
+    preflight(config)
+    run_dir = new_run_dir(args)
+    if disk_from is not None:
+        disk = run_dir / "disk.img"
+        sparse_copy(disk_from, disk)
+    else:
+        disk = args.disk or create_disk(run_dir / "disk.img", args.disk_size_mib)
+    config = config.replace(disks=(DiskSpec(str(disk), cache=args.cache),))
     return VmSession(run_dir, image, disk, config)

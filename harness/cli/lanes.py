@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,12 @@ def junit_from_replay(path: Path, lane: Lane, run_dir: Path, expected: list[int]
 
     try:
         replayed = replay(run_dir, lane.contract)
+        if not replayed:  # a summary written before any boot was recorded in it
+            replayed = [
+                boot
+                for number, directory in _boot_directories(run_dir)
+                for boot in replay(directory, lane.contract, boot=number)
+            ]
     except (ConfigError, OSError):
         # No boot was recorded: nothing to report per marker, and the interruption that got
         # us here must stay the error the caller sees.
@@ -157,3 +164,12 @@ def junit_from_replay(path: Path, lane: Lane, run_dir: Path, expected: list[int]
         run=f"marker-contract.{lane.contract.profile_name}",
         properties={"run": run_dir.name, "profile": lane.contract.profile_name},
     )
+
+
+def _boot_directories(run_dir: Path) -> list[tuple[int, Path]]:
+    found = []
+    for child in run_dir.iterdir():
+        match = re.fullmatch(r"boot(\d+)", child.name)
+        if match and child.is_dir():
+            found.append((int(match[1]), child))
+    return sorted(found)

@@ -43,5 +43,9 @@ def command(args: argparse.Namespace) -> int:
         return run_merge(args.merge_reports[1:], doc)
     options = options_from(args, multiplier=resolve_multiplier(args))
     run_dir = new_run_dir(args, prefix="powercut-")
-    image = ensure_guest_image(args.arch, ProgressPrinter())
+    image = (
+        ensure_guest_image(args.arch, ProgressPrinter(), args.image_dir)
+        if args.image_dir is not None
+        else ensure_guest_image(args.arch, ProgressPrinter())
+    )
     return run(options, run_dir=run_dir, image=image, report=args.report, doc=doc)

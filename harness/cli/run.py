@@ -25,6 +25,7 @@ from harness.contract.phases import boots_until_phase, until_phase
 from harness.contract.progress import ProgressPrinter
 from harness.contract.runner import ContractRunner, RunOptions
 from harness.contract.spec import Contract
+from harness.diagnosis import FORMAT_FORCE_ARG
 from harness.vm.kernel_args import new_nonce, render
 from harness.vm.recording import RunRecorder, replay_command
 
@@ -97,6 +98,8 @@ def _dry_run(
     out.say(f"until phase: {args.until_phase or 'none (every phase)'}")
     out.say(f"junit: {args.junit or 'no'}")
     out.say(f"until marker: {'yes' if args.until_marker else 'no (wait for power-off)'}")
+    if args.format_disk:
+        out.say(f"format disk: yes (boot {boots[0]} gets {FORMAT_FORCE_ARG})")
     out.say(f"run timeout: {'none' if args.timeout is None else f'{args.timeout:g} s'}")
     out.say(f"timeout multiplier: {multiplier:g}")
     for number in boots:
@@ -144,6 +147,7 @@ def command(args: argparse.Namespace) -> int:
         multiplier=multiplier,
         nonce=nonce,
         boots=boots,
+        format_disk=args.format_disk,
         until_phase=args.until_phase,
     )
     echo = (lambda text: (sys.stdout.write(text), sys.stdout.flush())) if args.console else None
@@ -180,7 +184,9 @@ def command(args: argparse.Namespace) -> int:
         out.say("")
         out.say(result.report())
     out.say("")
-    out.say(f"marker contract {'PASSED' if result.passed else 'FAILED'}")
+    failed = next((boot for boot in result.boots if not boot.passed), None)
+    why = f" (boot {failed.number}: {failed.matcher.reason})" if failed is not None else ""
+    out.say(f"marker contract {'PASSED' if result.passed else 'FAILED'}{why}")
     for path in result.uart_logs:
         out.say(f"uart.log: {path}")
     out.say(f"run directory: {run_dir}  (python -m harness markers {run_dir})")

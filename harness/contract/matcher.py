@@ -4,8 +4,9 @@ The matcher works on plain text with times, not on a VM: the runner feeds it wha
 drainer read, the ``markers`` view feeds it a past run's ``uart.timestamps``, and the unit
 tests feed it recorded transcripts in chunks of any size. It:
 
-* splits the stream into lines itself, so a marker split across reads still matches once its
-  newline arrives;
+* splits the stream into lines by the one rule of :mod:`harness.lines` (a line ends at
+  ``\n``; its time is its newline's), so a marker split across reads still matches once its
+  newline arrives, and a replay of the recorded console cuts it the same way;
 * checks every line against every marker (any order; duplicates counted, first arrival wins;
   unknown lines ignored) and every failure pattern;
 * checks captured regex groups against the boot's expectations and against values pinned by
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from harness.contract.phases import phase_summary
 from harness.contract.policy import count_violation
 from harness.contract.spec import BootContract, Marker
+from harness.lines import LineSplitter, clean_line
 
 EXCERPT_MAX_LINES = 40
 EXCERPT_BEFORE_FAILURE = 10
@@ -112,28 +114,19 @@ class BootMatcher:
         #: What the evidence suggests about the cause (:mod:`harness.diagnosis`); shown in
         #: the report, never part of the verdict.
         self.hints: list[str] = []
-        self._partial = ""
-        self._partial_at: float | None = None
+        self._splitter = LineSplitter()
         self._complete_announced = False
 
     # -- input ------------------------------------------------------------------------------
     def feed(self, text: str, at: float | None = None) -> Outcome:
         """Add console text (any chunking); complete lines are matched now."""
-        if not text:
-            return self.outcome
-        if not self._partial:
-            self._partial_at = at
-        pieces = (self._partial + text).split("\n")
-        self._partial = pieces.pop()
-        for line in pieces:
-            self.feed_line(line, at)
-        if self._partial:
-            self._partial_at = self._partial_at if self._partial_at is not None else at
+        for line, line_at in self._splitter.feed(text, at):
+            self.feed_line(line, line_at)
         return self.outcome
 
     def feed_line(self, line: str, at: float | None = None) -> Outcome:
         """Match one complete line (no newline) that arrived at ``at``."""
-        line = line.rstrip("\r\n")
+        line = clean_line(line)
         self.lines.append((at, line))
         line_no = len(self.lines)
         if self.outcome is Outcome.FAILED:
@@ -174,9 +167,9 @@ class BootMatcher:
 
     def flush(self) -> Outcome:
         """Treat a trailing partial line as complete (the stream ended without a newline)."""
-        if self._partial:
-            partial, self._partial = self._partial, ""
-            self.feed_line(partial, self._partial_at)
+        last = self._splitter.flush()
+        if last is not None:
+            self.feed_line(*last)
         return self.outcome
 
     # -- time and end of stream -------------------------------------------------------------

@@ -12,9 +12,12 @@ per-marker timeouts, notices QMP ``GUEST_PANICKED``, and stops at the first deci
 * the deadline.
 
 :class:`ContractRunner` runs the boots of the contract on one disk, one QEMU process each,
-passes captured values forward (``same_across_boots``) and writes ``run.json``. Every boot but
-the last always runs to the guest's power-off, even with ``until_marker``: cutting a boot short
-could lose what the next boot is about to check.
+passes captured values forward (``same_across_boots``) and writes ``run.json``, also when the
+run is interrupted (the interrupted boot is recorded with what its console showed). Every boot
+but the last always runs to the guest's power-off, even with ``until_marker``: cutting a boot
+short could lose what the next boot is about to check. The run holds its disk for the whole
+sequence (:mod:`harness.vm.disklock`) and keeps a sparse copy of it before each later boot
+(``disk.before-boot2.img``), so one boot can be replayed on the disk it really started from.
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ from harness.contract.matcher import BootMatcher, Outcome, ProgressCallback
 from harness.contract.phases import boots_until_phase, first_failed_phase, until_phase
 from harness.contract.spec import Contract
 from harness.deadline import Deadline, parse_multiplier
-from harness.diagnosis import boot_hints
-from harness.errors import ConfigError, DeadlineExceeded
+from harness.diagnosis import FORMAT_FORCE_ARG, boot_hints
+from harness.errors import ConfigError, DeadlineExceeded, Terminated
 from harness.vm.config import Accel, DiskSpec, MachineConfig
+from harness.vm.disklock import hold_disks
+from harness.vm.disks import snapshot_disks
 from harness.vm.kernel_args import new_nonce, render
 from harness.vm.machine import ExitInfo, Machine, MachineState
 from harness.vm.qmp import GUEST_PANICKED
@@ -45,7 +50,6 @@ Until = Literal["markers", "poweroff"]
 ConsoleEcho = Callable[[str], None]
 
 _READ_SLICE = 0.25
-DEFAULT_DISK_MIB = 64
 
 
 @dataclass
@@ -261,24 +265,22 @@ def run_boot(
         and not exit_info.guest_powered_off
     ):
         matcher.fail(f"the guest did not power off cleanly: {exit_info.describe()}")
+    return _boot_result(machine, matcher)
+
+
+def _boot_result(machine: Machine, matcher: BootMatcher) -> BootResult:
     return BootResult(
         number=matcher.contract.number,
         matcher=matcher,
         artifacts=machine.artifacts,
         argv=machine.argv,
-        exit=exit_info,
+        exit=machine.exit_info,
         accel=machine.accel.name if machine.accel else "?",
     )
 
 
-def create_disk(path: Path, size_mib: int = DEFAULT_DISK_MIB) -> Path:
-    """A fresh sparse raw disk image of ``size_mib`` MiB (zeros; no blocks allocated)."""
-    if size_mib <= 0:
-        raise ConfigError(f"disk size must be positive, got {size_mib} MiB")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as handle:
-        handle.truncate(size_mib * 1024 * 1024)
-    return path
+def _interruption(exc: BaseException) -> str:
+    return f"signal {exc.signum}" if isinstance(exc, Terminated) else "Ctrl-C"
 
 
 @dataclass(frozen=True)
@@ -290,6 +292,9 @@ class RunOptions:
     multiplier: float = 1.0
     nonce: str | None = None
     boots: Sequence[int] | None = None  # default: every boot of the contract
+    #: Let the run's first boot format a disk that is neither blank nor a statefs volume
+    #: (``sq.format=force``; without it statefsd refuses such a disk).
+    format_disk: bool = False
     #: Stop at the first boot with a marker of this phase, once the phases up to it are
     #: complete (:mod:`harness.contract.phases`).
     until_phase: str | None = None
@@ -331,44 +336,60 @@ class ContractRunner:
         overall = Deadline(self.options.timeout, label="run timeout")
         pins: dict[str, dict[str, str]] = {}
         try:
-            for index, number in enumerate(numbers):
-                last = index == len(numbers) - 1
-                boot = self.contract.for_boot(number)
-                if last and self.options.until_phase is not None:
-                    boot = until_phase(boot, self.options.until_phase)
-                args = render(boot.kernel_args, {"nonce": nonce, "boot": number})
-                config = self.base_config.with_kernel_args(*args)
-                if self.recorder is not None:
-                    config = self.recorder.boot_config(number, config)
-                machine = Machine(
-                    config,
-                    name=f"boot{number}",
-                    artifacts_root=self.run_dir,
-                )
-                deadline = overall.child(
-                    boot.timeout * self.options.multiplier, label=f"boot {number} timeout"
-                )
-                matcher = BootMatcher(
-                    boot, pinned=pins, multiplier=self.options.multiplier, on_event=self.progress
-                )
-                stop_early = self.options.until_marker or self.options.until_phase is not None
-                until: Until = "markers" if (last and stop_early) else "poweroff"
-                if self.on_boot_start is not None:
-                    self.on_boot_start(number, machine)
-                try:
-                    boot_result = run_boot(machine, matcher, deadline, until=until, echo=self.echo)
-                finally:
-                    if self.recorder is not None and machine.state is MachineState.STOPPED:
-                        how = machine.exit_info.how if machine.exit_info else None
-                        self.recorder.boot_done(number, machine.artifacts.path, how)
-                result.boots.append(boot_result)
-                if not boot_result.passed:
-                    break
-                for marker_id, values in matcher.pins_for_next_boot().items():
-                    pins.setdefault(marker_id, {}).update(values)
+            with hold_disks(self.base_config.disks):
+                self._run_boots(result, numbers, nonce, overall, pins)
         finally:
             self.write_summary(result)
         return result
+
+    def _run_boots(
+        self,
+        result: RunResult,
+        numbers: tuple[int, ...],
+        nonce: str,
+        overall: Deadline,
+        pins: dict[str, dict[str, str]],
+    ) -> None:
+        for index, number in enumerate(numbers):
+            last = index == len(numbers) - 1
+            boot = self.contract.for_boot(number)
+            if last and self.options.until_phase is not None:
+                boot = until_phase(boot, self.options.until_phase)
+            args = render(boot.kernel_args, {"nonce": nonce, "boot": number})
+            if index == 0 and self.options.format_disk:
+                args = (*args, FORMAT_FORCE_ARG)
+            if index > 0:
+                snapshot_disks(self.base_config.disks, self.run_dir, number)
+            config = self.base_config.with_kernel_args(*args)
+            if self.recorder is not None:
+                config = self.recorder.boot_config(number, config)
+            machine = Machine(config, name=f"boot{number}", artifacts_root=self.run_dir)
+            deadline = overall.child(
+                boot.timeout * self.options.multiplier, label=f"boot {number} timeout"
+            )
+            matcher = BootMatcher(
+                boot, pinned=pins, multiplier=self.options.multiplier, on_event=self.progress
+            )
+            stop_early = self.options.until_marker or self.options.until_phase is not None
+            until: Until = "markers" if (last and stop_early) else "poweroff"
+            if self.on_boot_start is not None:
+                self.on_boot_start(number, machine)
+            try:
+                boot_result = run_boot(machine, matcher, deadline, until=until, echo=self.echo)
+            except (KeyboardInterrupt, Terminated) as exc:
+                if machine.origin is not None:  # QEMU ran: keep what its console showed
+                    matcher.finish(f"the run was interrupted ({_interruption(exc)})")
+                    result.boots.append(_boot_result(machine, matcher))
+                raise
+            finally:
+                if self.recorder is not None and machine.state is MachineState.STOPPED:
+                    how = machine.exit_info.how if machine.exit_info else None
+                    self.recorder.boot_done(number, machine.artifacts.path, how)
+            result.boots.append(boot_result)
+            if not boot_result.passed:
+                break
+            for marker_id, values in matcher.pins_for_next_boot().items():
+                pins.setdefault(marker_id, {}).update(values)
 
     def write_summary(self, result: RunResult) -> Path:
         path = self.run_dir / RUN_SUMMARY

@@ -29,6 +29,7 @@ from harness.contract.policy import (
 )
 from harness.contract.profiles import DEFAULT_PROFILE, Profile, parse_profiles
 from harness.errors import ContractError
+from harness.vm.kernel_args import new_nonce, render
 
 DEFAULT_CONTRACT = Path(__file__).with_name("contract.toml")
 SUPPORTED_VERSION = 1
@@ -36,16 +37,23 @@ SUPPORTED_VERSION = 1
 
 @dataclass(frozen=True)
 class Pattern:
-    """One console pattern: ``text`` (the line ends with it) or ``regex`` (searched)."""
+    """One console pattern: ``text`` (the line ends with it), ``prefix`` (the text, then
+    anything: ``blk: virtio-blk up`` matches ``blk: virtio-blk up (ss=512 nsec=131072)``) or
+    ``regex`` (searched). Kernel output may share the line before any of them."""
 
     id: str
     regex: re.Pattern[str]
     source: str
     is_text: bool
+    is_prefix: bool = False
 
     @classmethod
     def from_text(cls, pattern_id: str, text: str) -> Pattern:
         return cls(pattern_id, re.compile(re.escape(text) + r"\s*$"), text, True)
+
+    @classmethod
+    def from_prefix(cls, pattern_id: str, text: str) -> Pattern:
+        return cls(pattern_id, re.compile(re.escape(text)), text, True, is_prefix=True)
 
     @classmethod
     def from_regex(cls, pattern_id: str, regex: str) -> Pattern:
@@ -60,6 +68,8 @@ class Pattern:
 
     @property
     def display(self) -> str:
+        if self.is_prefix:
+            return f"{self.source}..."
         return self.source if self.is_text else f"/{self.source}/"
 
 
@@ -121,14 +131,23 @@ class BootContract:
     ) -> BootContract:
         """An ad-hoc contract: plain strings are text markers, compiled patterns regexes.
 
-        Failure patterns default to those of the project's contract file.
+        Each marker's id is its own text (or regex), so a report names what is missing as it
+        was written; a repeated one gets ``#2``. Failure patterns default to those of the
+        project's contract file.
         """
         built = []
-        for index, item in enumerate(markers):
+        seen: set[str] = set()
+        for item in markers:
+            source = item.pattern if isinstance(item, re.Pattern) else item
+            marker_id, count = source, 1
+            while marker_id in seen:
+                count += 1
+                marker_id = f"{source}#{count}"
+            seen.add(marker_id)
             if isinstance(item, re.Pattern):
-                built.append(Marker(Pattern(f"m{index}", item, item.pattern, False)))
+                built.append(Marker(Pattern(marker_id, item, item.pattern, False)))
             else:
-                built.append(Marker(Pattern.from_text(f"m{index}", item)))
+                built.append(Marker(Pattern.from_text(marker_id, item)))
         if failures is None:
             failures = Contract.load().failures
         return cls(number=number, markers=tuple(built), failures=tuple(failures), timeout=timeout)
@@ -178,6 +197,16 @@ class Contract:
     @property
     def boot_numbers(self) -> tuple[int, ...]:
         return tuple(boot.number for boot in self.boots)
+
+    def kernel_args(self, number: int = 1, nonce: str | None = None) -> tuple[str, ...]:
+        """The kernel arguments boot ``number`` of this contract needs (``sq.mode``,
+        ``sq.boot``, ``sq.nonce``...), rendered; ``nonce`` defaults to a fresh random one.
+
+        What a library user passes to boot the guest in the contract's mode: without
+        ``sq.nonce`` the guest refuses to start (``init: fatal ValueError: sq.nonce ...``).
+        """
+        values = {"nonce": nonce or new_nonce(), "boot": number}
+        return render(self.boot(number).kernel_args, values)
 
     def for_boot(self, number: int) -> BootContract:
         spec = self.boot(number)
@@ -242,6 +271,11 @@ class _Parser:
         if unknown:
             raise self.fail(f"unknown top-level keys: {sorted(unknown)}")
         run = data.get("run", {})
+        if not isinstance(run, dict):
+            raise self.fail(f"run must be a table ([run]), got {run!r}")
+        unknown_run = set(run) - {"failure_grace"}
+        if unknown_run:
+            raise self.fail(f"[run]: unknown keys {sorted(unknown_run)} (known: failure_grace)")
         grace = self.number(run.get("failure_grace", 0.5), "run.failure_grace", allow_zero=True)
         boots = tuple(self.boot(entry) for entry in self.entries(data, "boot"))
         if not boots:
@@ -284,14 +318,18 @@ class _Parser:
             raise self.fail(f"{where} must be positive, got {value!r}")
         return float(value)
 
-    def no_extra(self, entry: Mapping[str, Any], allowed: set[str], kind: str) -> None:
+    def no_extra(
+        self, entry: Mapping[str, Any], allowed: set[str], kind: str, name: object = None
+    ) -> None:
         extra = set(entry) - allowed
         if extra:
-            raise self.fail(f"{kind} {entry.get('id', '?')!r}: unknown keys {sorted(extra)}")
+            name = entry.get("id", "?") if name is None else name
+            known = ", ".join(sorted(allowed))
+            raise self.fail(f"{kind} {name!r}: unknown keys {sorted(extra)} (known: {known})")
 
     def boot(self, entry: Mapping[str, Any]) -> BootSpec:
-        self.no_extra(entry, {"number", "kernel_args", "timeout"}, "boot")
         number = entry.get("number")
+        self.no_extra(entry, {"number", "kernel_args", "timeout"}, "boot", number)
         if not isinstance(number, int) or isinstance(number, bool) or number < 1:
             raise self.fail(f"boot number must be a positive integer, got {number!r}")
         args = entry.get("kernel_args", [])
@@ -304,14 +342,18 @@ class _Parser:
         pattern_id = entry.get("id")
         if not isinstance(pattern_id, str) or not pattern_id:
             raise self.fail(f"every {kind} needs an id (got {dict(entry)!r})")
-        has_text, has_regex = "text" in entry, "regex" in entry
-        if has_text == has_regex:
-            raise self.fail(f"{kind} {pattern_id!r}: give exactly one of text or regex")
-        value = entry["text"] if has_text else entry["regex"]
+        given = [key for key in ("text", "prefix", "regex") if key in entry]
+        if kind == "failure" and "prefix" in given:
+            raise self.fail(f"{kind} {pattern_id!r}: give text or regex (prefix is for markers)")
+        if len(given) != 1:
+            raise self.fail(f"{kind} {pattern_id!r}: give exactly one of text, prefix or regex")
+        value = entry[given[0]]
         if not isinstance(value, str) or not value:
             raise self.fail(f"{kind} {pattern_id!r}: pattern must be a non-empty string")
-        if has_text:
+        if given[0] == "text":
             return Pattern.from_text(pattern_id, value)
+        if given[0] == "prefix":
+            return Pattern.from_prefix(pattern_id, value)
         try:
             return Pattern.from_regex(pattern_id, value)
         except ContractError as exc:
@@ -321,6 +363,7 @@ class _Parser:
         allowed = {
             "id",
             "text",
+            "prefix",
             "regex",
             "required",
             "timeout",

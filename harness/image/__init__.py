@@ -5,6 +5,7 @@ Public interface (other parts of the harness code against exactly this)::
 
     GuestImage    paths of a built image (how QEMU boots it: harness.vm.arch)
     ensure_image  build if missing or stale, return the GuestImage
+    load_image    a built image directory as it is (no rebuild), checked against its manifest
     main          the CLI of `python -m harness image`
     ImageError    root of every error the builder raises on purpose
 
@@ -17,10 +18,10 @@ How it works: docs/testing/image.md. Module map: ``recipe`` (images/<arch>.toml)
 
 from __future__ import annotations
 
-from harness.image.build import GuestImage, ensure_image
+from harness.image.build import GuestImage, ensure_image, load_image
 from harness.image.errors import ImageError
 
-__all__ = ["GuestImage", "ImageError", "ensure_image", "main"]
+__all__ = ["GuestImage", "ImageError", "ensure_image", "load_image", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:

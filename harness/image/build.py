@@ -314,6 +314,35 @@ class ImageBuilder:
         base.info["kernel_image"] = tree.kernel_image
 
 
+def load_image(directory: Path) -> GuestImage:
+    """A built image directory used as it is (``--image-dir``): its kernel and initramfs,
+    checked against its manifest; nothing is rebuilt. How QEMU boots it comes from the
+    architecture's profile (:mod:`harness.vm.arch`), as for a built image.
+
+    Raises :class:`ImageError` naming what is missing or damaged.
+    """
+    directory = Path(directory)
+    data = manifest.read(directory / manifest.MANIFEST_NAME)
+    if data is None:
+        raise ImageError(
+            f"{directory} is not a built image directory (no readable "
+            f"{manifest.MANIFEST_NAME}): give the directory `make image` writes, "
+            f"build/images/<arch>"
+        )
+    damage = manifest.output_problems(data, directory)
+    if damage:
+        raise ImageError(f"the image in {directory} is damaged: {'; '.join(damage)}")
+    arch = data.get("arch")
+    if not isinstance(arch, str):
+        raise ImageError(f"{directory / manifest.MANIFEST_NAME} names no architecture")
+    return GuestImage(
+        arch=arch,
+        kernel=directory / KERNEL_NAME,
+        initramfs=directory / INITRAMFS_NAME,
+        manifest=directory / manifest.MANIFEST_NAME,
+    )
+
+
 def ensure_image(
     arch: str = "aarch64", *, build_dir: Path | None = None, progress: bool = False
 ) -> GuestImage:

@@ -165,22 +165,6 @@ def _is_excluded(name: str, excluded: Sequence[str]) -> bool:
     return any(name == ex or name.startswith(ex + ".") for ex in excluded)
 
 
-def guest_closure(
-    guest_dir: Path,
-    extra: Sequence[str],
-    exclude: Sequence[str],
-    package_dirs: Sequence[Path] = (),
-    cache_dir: Path | None = None,
-) -> tuple[frozenset[str], ImportScan]:
-    """The kept stdlib set for ``guest_dir`` plus the third-party package sources shipped."""
-    files = python_files(guest_dir)
-    for directory in package_dirs:
-        files += python_files(directory)
-    local = ("guest", *(d.name for d in package_dirs))
-    scan = scan_imports(files, local=local)
-    return closure(scan, extra, exclude, cache_dir), scan
-
-
 # --- mapping the kept names onto the guest's stdlib tree ------------------------------------
 
 

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.contract.matcher import ProgressCallback
-from harness.contract.runner import create_disk
 from harness.contract.spec import Contract
 from harness.crashlog.shard import falls_to
 from harness.deadline import Deadline
@@ -54,6 +53,7 @@ from harness.powercut.triggers import (
 from harness.powercut.verdict import Judgement, Verdict, judge
 from harness.powercut.watch import BootWatch, WriterProgress, boot_contract
 from harness.vm.config import Accel, MachineConfig
+from harness.vm.disks import create_disk
 from harness.vm.machine import Machine
 
 log = logging.getLogger(__name__)
@@ -272,7 +272,8 @@ class Campaign:
             server.start()
             config = MachineConfig.from_image(
                 self.image,
-                disks=(server.disk_spec(),),
+                # QEMU would merge the guest's adjacent requests back into one write.
+                disks=(server.disk_spec(device_options=(("request-merging", "off"),)),),
                 kernel_args=self._kernel_args(number, final),
                 accel=options.accel,
             )

@@ -143,7 +143,7 @@ class DiskServer:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         require_resolved(self.state_dir)
         binary = nbdkit_binary()
-        self._dir = private_socket_dir("sq-nbd-")
+        self._dir = private_socket_dir("nbd")
         pidfile = self._dir / PIDFILE_NAME
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()

@@ -21,8 +21,8 @@ import pytest
 
 from harness.artifacts import create_unique_dir, new_run_id, safe_name
 from harness.contract.matcher import BootMatcher, Outcome
-from harness.contract.runner import DEFAULT_DISK_MIB, create_disk, watch_boot
-from harness.contract.spec import BootContract
+from harness.contract.runner import watch_boot
+from harness.contract.spec import BootContract, Contract
 from harness.deadline import Deadline
 from harness.errors import ContractFailure
 from harness.pytest_plugin.hooks import MARKER
@@ -34,6 +34,7 @@ from harness.pytest_plugin.state import (
     SETTINGS_KEY,
 )
 from harness.vm.config import DiskSpec, MachineConfig
+from harness.vm.disks import DEFAULT_DISK_MIB, create_disk
 from harness.vm.kernel_args import script_args
 from harness.vm.machine import Machine, MachineState
 
@@ -216,12 +217,21 @@ class VmFactory:
                 log.exception("stopping %s failed", machine.name)
 
 
-def _session_dir(config: pytest.Config, settings: QemuSettings) -> Path:
-    """This session's (this xdist worker's) directory under the artifacts dir, made once."""
+def _session_dir(request: pytest.FixtureRequest, settings: QemuSettings) -> Path:
+    """This session's (this xdist worker's) directory under the artifacts dir, made once.
+
+    With no artifacts directory configured it is pytest's own temporary directory
+    (``tmp_path_factory``: ``<basetemp>/qemu-runs0``), never a path under the rootdir.
+    """
+    config = request.config
     directory = config.stash.get(SESSION_DIR_KEY, None)
     if directory is None:
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-        directory = create_unique_dir(settings.artifacts_dir, f"{new_run_id()}-{worker}")
+        if settings.artifacts_dir is None:
+            factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
+            directory = factory.mktemp("qemu-runs")
+        else:
+            directory = create_unique_dir(settings.artifacts_dir, f"{new_run_id()}-{worker}")
         config.stash[SESSION_DIR_KEY] = directory
     return directory
 
@@ -233,9 +243,7 @@ def vm_factory(
     """Make VMs for this test; every one is stopped at teardown (see :class:`VmFactory`)."""
     marker = request.node.get_closest_marker(MARKER)
     size = marker.kwargs.get("disk_size_mib", DEFAULT_DISK_MIB) if marker else DEFAULT_DISK_MIB
-    test_dir = create_unique_dir(
-        _session_dir(request.config, qemu_settings), safe_name(request.node.name)
-    )
+    test_dir = create_unique_dir(_session_dir(request, qemu_settings), safe_name(request.node.name))
     factory = VmFactory(request, qemu_settings, test_dir, lambda: disk_factory(size))
     try:
         yield factory
@@ -252,7 +260,12 @@ def vm_factory(
 @pytest.fixture
 def vm(vm_factory: VmFactory, request: pytest.FixtureRequest) -> Machine:
     """A launched VM of the session's image on a fresh disk, with the kernel arguments of
-    ``@pytest.mark.qemu(kernel_args=[...])`` (default: the guest's contract mode)."""
+    ``@pytest.mark.qemu(kernel_args=[...])``.
+
+    Without them it boots boot 1 of the project's contract: ``sq.mode=contract sq.boot=1
+    sq.nonce=<fresh>`` (:meth:`Contract.kernel_args`), what contract mode needs; the guest
+    refuses to start without a nonce.
+    """
     marker = request.node.get_closest_marker(MARKER)
     kernel_args = tuple(marker.kwargs.get("kernel_args", ())) if marker else ()
-    return vm_factory(kernel_args=kernel_args)
+    return vm_factory(kernel_args=kernel_args or Contract.load().kernel_args(1))

@@ -73,7 +73,7 @@ def pytest_runtest_makereport(
             evidence = [
                 f"artifacts: {machine.artifacts.path}",
                 f"uart.log: {machine.artifacts.uart_log}",
-                f"state: {machine.state.name}, pid {machine.pid}",
+                f"state: {machine.status()}",
             ]
             if machine.exit_info is not None:
                 evidence.append(machine.exit_info.describe())

@@ -33,7 +33,10 @@ HELP_KEEP = (
     "keep each VM's artifacts (uart.log, qmp.jsonl, qemu.stderr): for failed tests only, "
     "always, or never (default: failed)"
 )
-HELP_ARTIFACTS = "where VM artifacts go (default: <rootdir>/build/runs/pytest)"
+HELP_ARTIFACTS = (
+    "where VM artifacts go (relative: to the rootdir; default: $SQ_BUILD_DIR/runs/pytest if "
+    "set, else pytest's temporary directory, <basetemp>/qemu-runs0)"
+)
 
 # option name, ini name, environment variable, help, default
 _SPECS = {
@@ -97,7 +100,7 @@ class QemuSettings:
     accel: str
     multiplier: float
     keep: str
-    artifacts_dir: Path
+    artifacts_dir: Path | None  # None: pytest's tmp_path_factory
     sources: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -119,7 +122,7 @@ class QemuSettings:
                 show("accel", self.accel),
                 show("timeout multiplier", f"{self.multiplier:g}"),
                 show("keep artifacts", self.keep),
-                f"artifacts={self.artifacts_dir}",
+                f"artifacts={self.artifacts_dir or 'pytest basetemp/qemu-runs0'}",
             ]
         )
 
@@ -167,16 +170,16 @@ def resolve(config: pytest.Config) -> QemuSettings:
             f"{sources['keep artifacts']}: keep artifacts must be one of "
             f"{KEEP_CHOICES}, got {values['keep']!r}"
         )
-    if values["artifacts"]:
+    artifacts: Path | None = None
+    if sources["artifacts"] == "--qemu-artifacts-dir" or (
+        values["artifacts"] and not os.environ.get("SQ_BUILD_DIR")
+    ):
         artifacts = Path(values["artifacts"])
         if not artifacts.is_absolute():
             artifacts = config.rootpath / artifacts
-    else:
-        artifacts = (
-            config.rootpath / "build" / RUNS_SUBDIR / "pytest"
-            if os.environ.get("SQ_BUILD_DIR") is None
-            else default_build_dir() / RUNS_SUBDIR / "pytest"
-        )
+    elif os.environ.get("SQ_BUILD_DIR"):
+        artifacts = default_build_dir() / RUNS_SUBDIR / "pytest"
+        sources["artifacts"] = "$SQ_BUILD_DIR"
     return QemuSettings(
         values["arch"], values["accel"], multiplier, values["keep"], artifacts, sources
     )

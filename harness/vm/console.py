@@ -4,13 +4,12 @@ QEMU's serial port blocks the guest's vCPU when its chardev cannot take more byt
 console that is read only while a test calls ``expect()`` changes the guest's timing (a
 power-cut test that sleeps would stall the guest on its next ``print``). Here one thread per VM
 reads the console the whole time QEMU lives, through pexpect's ``fdspawn`` on the serial socket,
-and hands each chunk to three consumers:
+and hands each chunk to two consumers:
 
 * :class:`ConsoleLog` appends the raw bytes to ``uart.log`` and one ``<seconds> <line>`` record
   per line to ``uart.timestamps`` (flushed per chunk: a harness crash loses nothing written);
 * :class:`Transcript` keeps the decoded text with arrival times, for the matcher and
-  :meth:`Console.expect` (cursor based, so readers never steal each other's data);
-* listeners (live echo in ``python -m harness boot``).
+  :meth:`Console.expect` (cursor based, so readers never steal each other's data).
 
 The thread stops at EOF, which QEMU's exit causes, so output printed just before a crash or a
 power cut is still read and logged. Times are seconds since QEMU's launch (``origin``).
@@ -34,11 +33,11 @@ import pexpect.fdpexpect
 
 from harness.deadline import Deadline
 from harness.errors import ConsoleError
+from harness.lines import LineSplitter, split_lines
 
 log = logging.getLogger(__name__)
 
 Chunk = tuple[str, float]
-Listener = Callable[[bytes, float], None]
 
 READ_SIZE = 65536
 _POLL_INTERVAL = 0.2
@@ -51,32 +50,24 @@ def _decoder() -> codecs.IncrementalDecoder:
     return codecs.getincrementaldecoder("utf-8")(errors="replace")
 
 
-def _clean_line(line: str) -> str:
-    return line.rstrip("\r")
-
-
 class ConsoleLog:
     """``uart.log`` (raw bytes) plus ``uart.timestamps`` (one timed record per line)."""
 
     def __init__(self, uart_log: Path, timestamps: Path) -> None:
         self._raw: BinaryIO = open(uart_log, "ab", buffering=0)  # noqa: SIM115 (closed in close())
         self._stamps: TextIO = open(timestamps, "a", encoding="utf-8")  # noqa: SIM115
-        self._partial = ""
-        self._partial_at: float | None = None
+        self._lines = LineSplitter()
 
     def write(self, data: bytes, text: str, at: float) -> None:
         self._raw.write(data)
-        pieces = (self._partial + text).split("\n")
-        self._partial = pieces.pop()
-        for line in pieces:
-            self._stamps.write(f"{at:10.6f} {_clean_line(line)}\n")
-        self._partial_at = at if self._partial else None
+        for line, _ in self._lines.feed(text, at):
+            self._stamps.write(f"{at:10.6f} {line}\n")
         self._stamps.flush()
 
     def close(self) -> None:
-        if self._partial and self._partial_at is not None:
-            self._stamps.write(f"{self._partial_at:10.6f} {_clean_line(self._partial)}\n")
-            self._partial = ""
+        last = self._lines.flush()
+        if last is not None and last[1] is not None:
+            self._stamps.write(f"{last[1]:10.6f} {last[0]}\n")
         self._raw.close()
         self._stamps.close()
 
@@ -149,7 +140,7 @@ class Transcript:
 
     def tail(self, max_lines: int = 40, max_chars: int = 8000) -> str:
         """The last lines of the console, bounded in lines and characters."""
-        lines = [_clean_line(line) for line in self.text().splitlines()][-max_lines:]
+        lines = split_lines(self.text())[-max_lines:]
         text = "\n".join(lines)
         return text[-max_chars:]
 
@@ -172,8 +163,6 @@ class Console:
         self._clock = clock
         self.name = name
         self.transcript = Transcript()
-        self._listeners: list[Listener] = []
-        self._listeners_lock = threading.Lock()
         self._stop = threading.Event()
         self._child = pexpect.fdpexpect.fdspawn(sock.fileno(), timeout=None, use_poll=True)
         self._thread = threading.Thread(target=self._drain, name=f"console-{name}", daemon=True)
@@ -189,16 +178,6 @@ class Console:
     def now(self) -> float:
         """Seconds since QEMU's launch, the time base of every console record."""
         return self._clock() - self._origin
-
-    def add_listener(self, listener: Listener) -> None:
-        """Call ``listener(bytes, seconds)`` for each chunk from now on (drainer thread)."""
-        with self._listeners_lock:
-            self._listeners.append(listener)
-
-    def remove_listener(self, listener: Listener) -> None:
-        with self._listeners_lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
 
     @property
     def eof(self) -> bool:
@@ -225,13 +204,6 @@ class Console:
                 self.bytes_read += len(data)
                 self._log.write(data, text, at)
                 self.transcript.append(text, at)
-                with self._listeners_lock:
-                    listeners = list(self._listeners)
-                for listener in listeners:
-                    try:
-                        listener(data, at)
-                    except Exception:
-                        self.logger.exception("console listener %r failed", listener)
             tail = decoder.decode(b"", final=True)
             if tail:
                 at = self.now()

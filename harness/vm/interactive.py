@@ -17,10 +17,39 @@ from collections.abc import Callable, Iterator
 from typing import BinaryIO, TextIO
 
 from harness.deadline import Deadline
-from harness.vm.machine import Machine
+from harness.vm.machine import Machine, MachineState
 
 ESCAPE = b"\x1d"  # Ctrl-]
 ESCAPE_NAME = "Ctrl-]"
+#: busybox's line editor asks the terminal where the cursor is (Device Status Report) before
+#: each prompt. The answer would arrive on our stdin, not the guest's, and a terminal that is
+#: not the guest's shows the query as a stray ``ESC[6n``: it is dropped from what is shown
+#: (``uart.log`` keeps every byte).
+CURSOR_QUERY = "\x1b[6n"
+
+#: How the console ended, by the reason of QEMU's SHUTDOWN event.
+_SHUTDOWN_WORDS = {
+    "guest-shutdown": "poweroff",
+    "guest-reset": "the guest rebooted (QEMU runs with -no-reboot)",
+    "guest-panic": "the guest panicked",
+    "host-qmp-quit": "QEMU was quit over QMP (by another client)",
+    "host-signal": "QEMU was stopped by a signal",
+}
+
+
+def shown(text: str) -> str:
+    """What the terminal shows of console ``text``: everything but the cursor query."""
+    return text.replace(CURSOR_QUERY, "")
+
+
+def ended_how(machine: Machine) -> str:
+    """Why the console ended: the guest's power-off, or what else stopped QEMU."""
+    events = machine.qmp.events if machine.state is MachineState.RUNNING else []
+    for event in reversed(events):
+        if event.get("event") == "SHUTDOWN":
+            reason = str(event.get("data", {}).get("reason"))
+            return _SHUTDOWN_WORDS.get(reason, f"QEMU shut down ({reason})")
+    return "QEMU exited"
 
 
 @contextlib.contextmanager
@@ -51,8 +80,9 @@ def attach(
     on_text: Callable[[str, float], None] | None = None,
     forward_input: bool = True,
 ) -> str:
-    """Mirror the console to ``stdout`` and keys to the guest until the guest powers off
-    (``"poweroff"``), Ctrl-] (``"escape"``) or the deadline (``"timeout"``)."""
+    """Mirror the console to ``stdout`` and keys to the guest until the console ends
+    (``"poweroff"``, or what else stopped QEMU: :func:`ended_how`), Ctrl-] (``"escape"``) or
+    the deadline (``"timeout"``)."""
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout.buffer
     deadline = deadline or Deadline.never()
@@ -68,7 +98,7 @@ def attach(
             nonlocal cursor
             chunks, cursor, ended = transcript.read(cursor, timeout=0.0)
             for text, at in chunks:
-                stdout.write(text.encode("utf-8", "replace"))
+                stdout.write(shown(text).encode("utf-8", "replace"))
                 if on_text is not None:
                     on_text(text, at)
             stdout.flush()
@@ -77,7 +107,7 @@ def attach(
         while True:
             ended = pump()
             if ended:
-                return "poweroff"
+                return ended_how(machine)
             if deadline.expired:
                 return "timeout"
             ready, _, _ = select.select([fd] if fd is not None else [], [], [], 0.05)

@@ -49,7 +49,7 @@ from harness.vm.accel import AccelChoice, choose_accel
 from harness.vm.config import MachineConfig
 from harness.vm.console import Console, ConsoleLog
 from harness.vm.preflight import preflight
-from harness.vm.qemu_args import build_argv, display_argv
+from harness.vm.qemu_args import build_argv, hand_script
 from harness.vm.qmp import QmpSession
 from harness.vm.sockets import Listeners, StartupProblem
 from harness.vm.state import ExitInfo, MachineState, requires
@@ -196,7 +196,7 @@ class Machine:
         self.argv = build_argv(
             self.config, self._sockets.endpoints, self.accel, qemu_path=qemu_path, name=self.name
         )
-        self.artifacts.qemu_argv.write_text(display_argv(self.argv), encoding="utf-8")
+        self.artifacts.qemu_argv.write_text(hand_script(self.argv), encoding="utf-8")
         self._stderr = open(self.artifacts.qemu_stderr, "wb")  # noqa: SIM115 (see _post_shutdown)
 
     def _start_process(self) -> None:
@@ -386,6 +386,15 @@ class Machine:
     def stderr_text(self, limit: int = STDERR_EVIDENCE_BYTES) -> str:
         """The tail of QEMU's stderr (what it said about a failure)."""
         return file_tail(self.artifacts.qemu_stderr, limit)
+
+    def status(self) -> str:
+        """The state for a report; a RUNNING machine whose QEMU already exited (nobody has
+        waited for it yet) says so rather than "RUNNING"."""
+        if self._state is MachineState.RUNNING and not self.is_running():
+            reason = self._shutdown_reason()
+            detail = f", shutdown reason {reason}" if reason else ""
+            return f"QEMU has exited (exit code {self._returncode()}{detail})"
+        return f"{self._state.name}, pid {self.pid}"
 
     def console_tail(self, max_lines: int = 40) -> str:
         return self._console.transcript.tail(max_lines) if self._console is not None else ""

@@ -115,3 +115,38 @@ def _check_unique_drive_ids(config: MachineConfig) -> None:
 def display_argv(argv: Sequence[str]) -> str:
     """One argument per line, shell-quoted: how ``qemu.argv`` stores it for copy-paste."""
     return " \\\n    ".join(shlex.quote(arg) for arg in argv) + "\n"
+
+
+#: What ``qemu.argv`` says before the command.
+HAND_RUN_NOTE = (
+    "# The VM as the harness ran it, ready to run by hand: the console is on this terminal\n"
+    "# (Ctrl-A X quits QEMU) and QMP listens on ./qmp.sock. The harness's own console and QMP\n"
+    "# sockets were private to its run; the exact command it ran is in run.json (argv).\n"
+)
+
+
+def hand_argv(argv: Sequence[str]) -> list[str]:
+    """``argv`` with the harness's private console and QMP chardevs replaced by ones a person
+    can use: the serial console on stdio, QMP on ``qmp.sock`` in the current directory.
+
+    The harness's sockets live in a private directory removed when the VM stops, so the exact
+    argv cannot be run again; everything else (machine, kernel, disks) is unchanged.
+    """
+    out = list(argv)
+    for index, arg in enumerate(out[:-1]):
+        if arg != "-chardev":
+            continue
+        value = out[index + 1]
+        if value.startswith(f"socket,id={SERIAL_CHARDEV},"):
+            out[index + 1] = f"stdio,id={SERIAL_CHARDEV},mux=on,signal=off"
+        elif value.startswith(f"socket,id={QMP_CHARDEV},"):
+            out[index + 1] = f"socket,id={QMP_CHARDEV},path=qmp.sock,server=on,wait=off"
+    if "-serial" in out:  # the QEMU monitor shares the terminal: Ctrl-A C switches to it
+        at = out.index("-serial") + 2
+        out[at:at] = ["-mon", f"chardev={SERIAL_CHARDEV},mode=readline"]
+    return out
+
+
+def hand_script(argv: Sequence[str]) -> str:
+    """The text of ``qemu.argv``: a note, then :func:`hand_argv` one argument per line."""
+    return HAND_RUN_NOTE + display_argv(hand_argv(argv))

@@ -43,17 +43,24 @@ DEFAULT_COMMAND_TIMEOUT = 10.0
 
 
 class _PeerGoneFilter(logging.Filter):
-    """qemu.qmp logs an ERROR when QEMU closes the socket under its reader task. QEMU exiting
-    (a guest power-off, a power cut) does exactly that, so it is recorded at DEBUG instead;
-    real QMP failures still reach the harness as exceptions from commands."""
+    """qemu.qmp logs an ERROR when QEMU closes the socket under its reader task, or before
+    its greeting. QEMU exiting (a guest power-off, a power cut, a start-up failure such as a
+    locked disk) does exactly that, so it is recorded at DEBUG instead; real QMP failures
+    still reach the harness as exceptions (a failed launch as LaunchError with QEMU's stderr)."""
 
     _EXPECTED = ("ConnectionResetError", "EOFError", "BrokenPipeError", "end-of-file")
+    _WHERE = (
+        "Task.Reader",
+        "Failed to receive Greeting",
+        "Failed to establish session",
+        "Negotiation failed",
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if (
             record.levelno > logging.DEBUG
-            and message.startswith("Task.Reader")
+            and message.startswith(self._WHERE)
             and any(word in message for word in self._EXPECTED)
         ):
             record.levelno = logging.DEBUG

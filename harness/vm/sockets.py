@@ -28,7 +28,7 @@ class Listeners:
     """A private socket directory with the serial and QMP listeners bound in it."""
 
     def __init__(self, name: str) -> None:
-        self.directory: Path = private_socket_dir(f"sq-{name[:20]}-")
+        self.directory: Path = private_socket_dir(name)
         self.endpoints = Endpoints(
             serial_socket=self.directory / "serial.sock", qmp_socket=self.directory / "qmp.sock"
         )

@@ -73,3 +73,23 @@ def test_guest_script_compiles_and_fits_the_kernel_command_line(name: str) -> No
     source = zlib.decompress(base64.b64decode(packed)).decode("utf-8")
     compile(source, f"<{name}>", "exec")
     assert "__sq_script__" in source
+
+
+def test_contract_phases_come_from_the_contract_and_the_rest_from_the_console() -> None:
+    """The VM benchmark's phase table names contract markers by id (their times are the
+    matcher's arrivals); only lines the contract does not require are matched as text."""
+    from types import SimpleNamespace
+
+    from bench.contract_runs import CONSOLE_PHASES, PHASES, phase_times
+    from harness.contract.spec import Contract
+
+    ids = {marker.id for marker in Contract.load().markers}
+    derived = {"statefsd-ready-again"}
+    assert {p for p in PHASES if p not in CONSOLE_PHASES} - derived <= ids
+    assert not set(CONSOLE_PHASES) & ids
+    lines = [(0.5, "statefsd: ready"), (1.0, "keystored: ready"), (2.0, "statefsd: ready")]
+    times = phase_times(lines, {"blk": SimpleNamespace(at=0.25)})
+    assert times["blk"] == 0.25
+    assert times["keystored-ready"] == 1.0
+    assert times["statefsd-ready-again"] == 2.0
+    assert times["init-started"] is None

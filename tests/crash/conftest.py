@@ -10,7 +10,7 @@ every selected job to a pool of ``STATEFS_CRASH_WORKERS`` processes (default: 2,
 CPUs), longest first, and the tests that wait for a job's result run after the others here
 (the mutants, which patch this process, then run while the pool works). Under pytest-xdist,
 which already spreads tests over processes, jobs run in the test's own process. Figures reach
-the one-line summary through ``support.crashsummary``.
+the one-line summary through ``support.crashsim.summary``.
 """
 
 import os
@@ -21,9 +21,9 @@ import pytest
 
 from harness.crashsim import Depth
 
-from support.crashcheck import Figures
-from support.crashjobs import Job, history_jobs, job_id, run_job, workload_jobs
-from support.crashsummary import FIGURES_PROPERTY, MUTANT_PROPERTY
+from support.crashsim.check import Figures
+from support.crashsim.jobs import Job, history_jobs, job_id, run_job, workload_jobs
+from support.crashsim.summary import FIGURES_PROPERTY, MUTANT_PROPERTY
 
 ENV_DEPTH = "STATEFS_CRASH_DEPTH"
 ENV_WORKERS = "STATEFS_CRASH_WORKERS"

@@ -7,13 +7,13 @@ root). A failure names the history, the chain of crashes that led to the recordi
 crash state.
 """
 
-from support.crashcheck import failure_report
-from support.crashhistory import BY_NAME
+from support.crashsim.check import failure_report
+from support.crashsim.history import BY_NAME
 
 #: What each branch must reach, beyond its history's own ``expects``: branch 0 starts from
 #: a compaction cut before its superblock switch, branch 1 from a torn commit (a seal).
 BRANCH_EXPECTS = {
-    0: (("deepest", 3),),
+    0: (("deepest", 3), ("crashes_in_switch", 2)),
     1: (("deepest", 3), ("seals", 1), ("crashes_in_seal", 1)),
 }
 

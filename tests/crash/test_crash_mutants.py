@@ -11,11 +11,11 @@ import pytest
 
 from harness.crashsim.states import Depth
 
-from support.crashcheck import run_workload
-from support.crashhistory import BY_NAME as HISTORIES
-from support.crashhistory import run_history
-from support.crashloads import BY_NAME as WORKLOADS
-from support.crashmutants import MUTANTS, Mutant
+from support.crashsim.check import run_workload
+from support.crashsim.history import BY_NAME as HISTORIES
+from support.crashsim.history import run_history
+from support.crashsim.loads import BY_NAME as WORKLOADS
+from support.crashsim.mutants import MUTANTS, Mutant
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[mutant.name for mutant in MUTANTS])

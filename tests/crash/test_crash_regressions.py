@@ -2,7 +2,7 @@
 
 Each was first pinned here as a strict xfail, then fixed in the store; these are the minimal
 direct tests, and the workloads that found them (``first-format``, ``torn-magic``) are part of
-the main run. docs/testing/crash-consistency.md ("Store bugs found") has the analysis.
+the main run. docs/testing/crash-consistency.md ("Regressions pinned") has the analysis.
 """
 
 import pytest

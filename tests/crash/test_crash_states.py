@@ -4,8 +4,8 @@
 workload, the seed and the crash state.
 """
 
-from support.crashcheck import failure_report
-from support.crashloads import BY_NAME
+from support.crashsim.check import failure_report
+from support.crashsim.loads import BY_NAME
 
 
 def test_every_crash_state_recovers_to_a_commit_point(

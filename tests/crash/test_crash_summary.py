@@ -1,6 +1,6 @@
 """The end-of-run summary is exactly one line in the documented form, summed over jobs."""
 
-from support.crashsummary import summary_line
+from support.crashsim.summary import summary_line
 
 
 def test_the_summary_line_sums_the_jobs_with_thousands_separators():

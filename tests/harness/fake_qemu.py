@@ -7,9 +7,16 @@ behaves as ``FAKE_QEMU_MODE`` says:
 ``normal``      print ``FAKE_QEMU_CONSOLE`` (``\\n``-separated; ``@sleep S`` lines pause), then
                 idle until QMP ``quit`` or a signal.
 ``poweroff``    print the console, then announce SHUTDOWN (guest-shutdown) and exit 0.
-``contract``    act like the guest's contract run: read ``sq.boot`` from ``-append`` and print
-                its markers; boot 1 stores a fingerprint in the disk file, boot 2 reads it.
+``contract``    act like the guest's PID 1: ``sq.mode=script`` runs ``sq.script`` (a fatal line
+                and a traceback if it raises, nothing if it calls sys.exit, ``init: done``
+                if it returns); otherwise the contract run: check ``sq.nonce`` as PID 1
+                does, read ``sq.boot`` and print its markers. Boot 1 formats the disk file
+                (refused with ``statefsd: fatal EMEDIUMTYPE`` when it is neither blank nor
+                formatted, unless ``sq.format=force``) and stores a fingerprint and its boot
+                number; boot 2 checks the last record is boot 1's, like the reboot check.
                 ``FAKE_QEMU_FAIL=<marker text>`` prints that marker as a FAIL instead.
+``lock-fail``   connect the console and QMP, then fail like QEMU on a locked disk (stderr
+                ``FAKE_QEMU_STDERR``) and exit 1 without a QMP greeting.
 ``exit-early``  complain on stderr (``FAKE_QEMU_STDERR``, default a bad -drive) and exit 1
                 before connecting.
 ``hang``        never connect (a launch timeout).
@@ -19,14 +26,17 @@ behaves as ``FAKE_QEMU_MODE`` says:
 Only the standard library: it runs under whatever python3 the wrapper script names.
 """
 
+import base64
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import sys
 import threading
 import time
+import traceback
 
 
 def option_value(argv, flag, key, match=None):
@@ -47,6 +57,10 @@ def kernel_params(argv):
         return {}
     line = argv[argv.index("-append") + 1]
     return dict(word.partition("=")[::2] for word in line.split() if word.startswith("sq."))
+
+
+#: What the fake's boot 1 writes at the start of the disk (its "statefs volume").
+FAKE_VOLUME = b"FAKESTATEFS1"
 
 
 class Fake:
@@ -116,21 +130,64 @@ class Fake:
         elif self.mode == "contract":
             self.contract()
 
+    def script(self, params):
+        """PID 1's sq.mode=script: exec the payload; report like guest/init/pid1.py."""
+        try:
+            source = base64.b64decode(params.get("sq.script", "")).decode()
+            exec(compile(source, "<sq.script>", "exec"), {"__name__": "__sq_script__"})
+            self.console("init: done, powering off\r\n")
+        except Exception as exc:  # noqa: BLE001 - what PID 1 does with a failing payload
+            self.console(f"init: fatal {type(exc).__name__}: {exc}\r\n")
+            self.console(traceback.format_exc().replace("\n", "\r\n"))
+        except BaseException:  # noqa: BLE001 - SystemExit: PID 1 prints nothing, powers off
+            pass
+        self.shutdown("guest-shutdown")
+
+    def stop(self, line):
+        self.console(line + "\r\n")
+        self.shutdown("guest-shutdown")
+
     def contract(self):
+        # A real guest takes seconds to get here; exiting within milliseconds of the QMP
+        # handshake would race the harness's own start-up (a launch failure, not a verdict).
+        time.sleep(0.2)
         params = kernel_params(self.argv)
+        self.console("init: started (python 3.11.2)\r\n")
+        if params.get("sq.mode") == "script":
+            self.script(params)
+            return
+        nonce = params.get("sq.nonce", "")
+        if not re.fullmatch(r"[0-9a-f]{8,64}", nonce):
+            self.stop(
+                f"init: fatal ValueError: sq.nonce must be 8-64 lowercase hex digits, got {nonce!r}"
+            )
         boot = params.get("sq.boot", "1")
         disk = option_value(self.argv, "-drive", "file")
         fail = os.environ.get("FAKE_QEMU_FAIL", "")
         delay = float(os.environ.get("FAKE_QEMU_DELAY", "0.01"))
-        self.console("init: started (python 3.11.2)\r\n")
+        with open(disk, "rb") as handle:
+            head = handle.read(4096)
         if boot == "1":
+            # A qcow2 overlay (a recorded run) is taken for the blank disk under it.
+            blank = head.count(0) == len(head) or head.startswith((FAKE_VOLUME, b"QFI\xfb"))
+            if not blank and params.get("sq.format") != "force":
+                self.stop(
+                    "statefsd: fatal EMEDIUMTYPE /dev/vda holds no statefs volume and is not "
+                    "blank; not formatting it (sq.format=force formats it)"
+                )
             key = hashlib.sha256(os.urandom(16)).hexdigest()
             with open(disk, "r+b") as handle:
-                handle.write(key.encode() + params.get("sq.nonce", "").encode())
+                handle.write(FAKE_VOLUME + key.encode() + b"1" + b"\0" * 4096)
             origin = "created"
         else:
-            with open(disk, "rb") as handle:
-                key = handle.read(64).decode()
+            key = head[len(FAKE_VOLUME) : len(FAKE_VOLUME) + 64].decode()
+            last = head[len(FAKE_VOLUME) + 64 : len(FAKE_VOLUME) + 65].decode()
+            if last != "1":
+                fail = "SELFTEST: reboot persist ok"
+                os.environ["FAKE_QEMU_FAIL_TEXT"] = f"FAIL last record is from boot {last}"
+            with open(disk, "r+b") as handle:
+                handle.seek(len(FAKE_VOLUME) + 64)
+                handle.write(boot.encode())
             origin = "loaded"
         markers = [
             "blk: virtio-blk up (ss=512 nsec=131072)",
@@ -148,7 +205,8 @@ class Fake:
         for marker in reversed(markers):  # not in the contract file's order
             time.sleep(delay)
             if fail and marker == fail:
-                self.console(marker.replace(" ok", " FAIL: injected") + "\r\n")
+                what = os.environ.get("FAKE_QEMU_FAIL_TEXT", "FAIL: injected")
+                self.console(marker.replace(" ok", f" {what}") + "\r\n")
                 if os.environ.get("FAKE_QEMU_HANG_AFTER_FAIL"):
                     time.sleep(3600)
                 continue
@@ -235,6 +293,12 @@ def main():
             "No such file or directory\n"
         )
         sys.exit(1)
+    if fake.mode == "lock-fail":
+        fake.connect()
+        time.sleep(0.05)
+        sys.stderr.write(os.environ.get("FAKE_QEMU_STDERR", ""))
+        sys.stderr.flush()
+        os._exit(1)
     if fake.mode == "hang":
         time.sleep(3600)
     if fake.mode == "stubborn":

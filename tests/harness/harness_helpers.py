@@ -36,3 +36,29 @@ def pid_gone(pid: int, *, within: float = 0.0) -> bool:
 
 def transcript(name: str) -> str:
     return (TRANSCRIPTS / name).read_text(encoding="utf-8")
+
+
+def make_image_dir(directory: Path, *, arch: str = "aarch64") -> Path:
+    """A built-image directory (vmlinuz, initramfs.cpio, manifest): what ``--image-dir`` and
+    ``load_image`` take. Which QEMU boots it is the arch profile's (see ``fake_profile``)."""
+    import hashlib
+
+    from harness.image import manifest
+
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, data in ((manifest.KERNEL_NAME, b"fake kernel"), (manifest.INITRAMFS_NAME, b"fake")):
+        (directory / name).write_bytes(data)
+        files[name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    manifest.write(directory / manifest.MANIFEST_NAME, {"arch": arch, "files": files})
+    return directory
+
+
+def fake_profile(monkeypatch: pytest.MonkeyPatch, qemu_binary: str, arch: str = "aarch64") -> None:
+    """Boot ``arch`` guests with ``qemu_binary`` (the fake QEMU) for this test."""
+    import dataclasses
+
+    from harness.vm.arch import ARCH_PROFILES
+
+    profile = dataclasses.replace(ARCH_PROFILES[arch], qemu_binary=qemu_binary)
+    monkeypatch.setitem(ARCH_PROFILES, arch, profile)

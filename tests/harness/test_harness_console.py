@@ -120,16 +120,6 @@ def test_send_reaches_qemu_and_fails_after_close(wired):
         console.send(b"x")
 
 
-def test_listeners_get_every_chunk(wired):
-    console, qemu, _ = wired
-    seen = []
-    console.add_listener(lambda data, at: seen.append(data))
-    qemu.sendall(b"abc")
-    qemu.close()
-    console.wait_closed(5)
-    assert b"".join(seen) == b"abc"
-
-
 def test_transcript_merges_byte_by_byte_lines_and_keeps_cursors_exact():
     transcript = Transcript()
     for index, char in enumerate("ab\ncd"):

@@ -97,7 +97,7 @@ def test_minimal_contract_defaults():
     [
         ('[[marker]]\nid = "a"\ntext = "again"\n', "duplicate ids"),
         ('[[marker]]\nid = "b"\nregex = "("\n', "b.*invalid regex"),
-        ('[[marker]]\nid = "b"\ntext = "x"\nregex = "y"\n', "exactly one of text or regex"),
+        ('[[marker]]\nid = "b"\ntext = "x"\nregex = "y"\n', "exactly one of text, prefix or regex"),
         ('[[marker]]\nid = "b"\ntext = "x"\nboots = [3]\n', r"boots \[3\] are not defined"),
         ('[[marker]]\nid = "b"\nregex = "x"\nsame_across_boots = ["g"]\n', "not a regex group"),
         (
@@ -154,3 +154,30 @@ def test_contract_file_lives_in_the_contract_package():
     assert DEFAULT_CONTRACT.is_file()
     pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     assert "contract.toml" in pyproject["tool"]["setuptools"]["package-data"]["harness.contract"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "[run]\nfailure_grce = 2\n",
+            r"\[run\]: unknown keys \['failure_grce'\] \(known: failure_grace\)",
+        ),
+        ("run = 5\n", r"run must be a table \(\[run\]\), got 5"),
+        (
+            "[[boot]]\nnumber = 3\ntimout = 9\n",
+            r"boot 3: unknown keys \['timout'\] \(known: kernel_args, number, timeout\)",
+        ),
+    ],
+)
+def test_contract_typos_are_named_where_they_are(text, message):
+    base = '[[boot]]\nnumber = 1\n[[marker]]\nid = "a"\ntext = "a ok"\n'
+    with pytest.raises(ContractError, match=message):
+        Contract.loads(text + base if text.startswith(("run =", "[run]")) else base + text)
+
+
+def test_kernel_args_of_a_contract_boot_are_rendered():
+    args = Contract.load().kernel_args(2, nonce="00112233aabbccdd")
+    assert args == ("sq.mode=contract", "sq.boot=2", "sq.nonce=00112233aabbccdd")
+    fresh = dict(arg.split("=", 1) for arg in Contract.load().kernel_args())
+    assert re.fullmatch(r"[0-9a-f]{16}", fresh["sq.nonce"])

@@ -18,6 +18,7 @@ fake QEMU of ``fake_qemu.py``.
 
 import io
 import json
+import logging
 import os
 import re
 import subprocess
@@ -28,14 +29,15 @@ from pathlib import Path
 import pytest
 from harness_helpers import pid_gone
 
-from harness import diagnosis
+from harness import cli, diagnosis
 from harness.contract.matcher import BootMatcher, Outcome
-from harness.contract.runner import ContractRunner, create_disk, run_boot
+from harness.contract.runner import ContractRunner, run_boot
 from harness.contract.spec import BootContract, Contract
 from harness.deadline import Deadline
 from harness.diagnosis import DiskUser, LockConflict, boot_hints, disk_users, lock_conflict
-from harness.errors import ConfigError, DependencyMissing, DiskInUse, LaunchError
+from harness.errors import ConfigError, DependencyMissing, DiskInUse, LaunchError, Terminated
 from harness.vm.config import MachineConfig
+from harness.vm.disks import create_disk
 from harness.vm.machine import Machine, MachineState
 
 REPO = Path(__file__).resolve().parents[2]
@@ -527,3 +529,48 @@ def test_disk_in_use_reports_go_through_the_runner(fake_config, runs_dir: Path):
     with pytest.raises(DiskInUse, match=f"boot1: disk image {re.escape(disk)} is in use"):
         ContractRunner(config, Contract.load(), run_dir=runs_dir).run()
     assert json.loads((runs_dir / "run.json").read_text())["boots"] == []
+
+
+def test_an_interrupted_run_records_the_boot_it_interrupted(
+    fake_config, runs_dir: Path, capsys: pytest.CaptureFixture[str]
+):
+    """Ctrl-C or SIGTERM mid-boot: run.json names the boot that was running and what its
+    console showed, so ``markers RUN`` replays it instead of saying there is no record."""
+    config = fake_config("contract", disk=True, kernel_args=("console=ttyAMA0",), delay="0.2")
+
+    def interrupt(event):
+        if event.kind == "marker":
+            raise Terminated(15)
+
+    runner = ContractRunner(config, Contract.load(), run_dir=runs_dir, progress=interrupt)
+    with pytest.raises(Terminated):
+        runner.run()
+    (boot,) = json.loads((runs_dir / "run.json").read_text())["boots"]
+    assert boot["number"] == 1
+    assert boot["outcome"] == "incomplete"
+    assert boot["reason"] == "the run was interrupted (signal 15)"
+    assert boot["dir"] == str(runs_dir / "boot1")
+    assert "init-started" in boot["markers"]
+    assert cli.main(["markers", str(runs_dir)]) == cli.EXIT_FAILED
+    out = capsys.readouterr().out
+    assert "boot 1 (" in out
+    assert "the run was interrupted (signal 15) (recorded in run.json)" in out
+    assert "boots without a console record: 2" in out
+
+
+def test_a_locked_disk_is_reported_without_qmp_negotiation_noise(
+    fake_config, runs_dir: Path, caplog: pytest.LogCaptureFixture
+):
+    """QEMU connects its sockets, then fails on the disk lock: the user sees DiskInUse, not
+    qemu.qmp's negotiation errors (EOFError) before it."""
+    config = fake_config("lock-fail", disk=True)
+    disk = config.disks[0].file
+    config = config.replace(env=(*config.env, ("FAKE_QEMU_STDERR", LOCK_STDERR.format(disk=disk))))
+    with caplog.at_level(logging.WARNING), pytest.raises(DiskInUse):
+        Machine(config, artifacts_root=runs_dir).launch()
+    noisy = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith("qemu.qmp") and r.levelno >= logging.WARNING
+    ]
+    assert noisy == []  # was: "Failed to receive Greeting: EOFError", "...session: EOFError"

@@ -243,3 +243,42 @@ def test_qemu_dies_with_a_sigkilled_harness(fake_qemu: Path, tmp_path: Path):
     harness.kill()
     harness.wait()
     assert pid_gone(qemu_pid, within=5), "QEMU outlived its SIGKILLed harness"
+
+
+def test_attach_hides_the_cursor_query_and_names_an_external_quit(fake_config, runs_dir: Path):
+    """busybox's ``ESC[6n`` is not shown on the terminal (uart.log keeps it), and a QEMU quit
+    over QMP is not reported as the guest's power-off."""
+    import io
+    import threading
+
+    from harness.vm.interactive import attach
+
+    console = "login prompt \x1b[6n# \n@sleep 0.3"
+    with Machine(fake_config(console=console), artifacts_root=runs_dir) as machine:
+        output = io.BytesIO()
+        machine.console.expect("# ", Deadline(10))
+        threading.Timer(0.5, lambda: machine.qmp.quit(timeout=2)).start()
+        why = attach(machine, stdout=output, deadline=Deadline(10), forward_input=False)
+    assert why == "QEMU was quit over QMP (by another client)"
+    assert output.getvalue() == b"login prompt # \r\n"
+    assert b"\x1b[6n" in machine.artifacts.uart_log.read_bytes()
+
+
+def test_socket_dirs_of_a_killed_harness_are_swept(
+    fake_config, runs_dir: Path, tmp_path, monkeypatch
+):
+    """A SIGKILLed harness cannot remove its socket directory; the next VM removes it."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # reaped: its pid names no process now
+    stale = tmp_path / f"sq-{dead.pid}-boot1-abcd1234"
+    stale.mkdir()
+    (stale / "serial.sock").write_text("")
+    mine = tmp_path / f"sq-{os.getpid()}-other-abcd1234"
+    mine.mkdir()
+    with Machine(fake_config(), artifacts_root=runs_dir) as machine:
+        assert machine._sockets is not None
+        assert machine._sockets.directory.name.startswith(f"sq-{os.getpid()}-vm-")
+    assert not stale.exists()
+    assert mine.exists()  # a live harness's directory stays

@@ -176,7 +176,7 @@ def test_marker_split_across_reads_matches_once_complete():
     assert matcher.outcome is Outcome.RUNNING
     matcher.feed("\r\n", 1.5)
     assert matcher.outcome is Outcome.PASSED
-    assert matcher.arrivals["m0"].at == 1.5
+    assert matcher.arrivals["statefsd: ready"].at == 1.5
 
 
 def test_trailing_partial_line_counts_at_the_end_of_the_stream():
@@ -272,7 +272,7 @@ def test_regex_markers_capture_named_groups():
     boot = BootContract.of([re.compile(r"FAKE: n=(?P<n>\d+)")], failures=())
     matcher = BootMatcher(boot)
     matcher.feed("FAKE: n=42\n", 0.5)
-    assert matcher.captures() == {"m0": {"n": "42"}}
+    assert matcher.captures() == {r"FAKE: n=(?P<n>\d+)": {"n": "42"}}
 
 
 def test_real_recorded_run_passes_both_boots():
@@ -299,3 +299,62 @@ def test_expectations_apply_to_the_first_arrival_and_values_must_repeat():
     assert changed.outcome is Outcome.FAILED
     assert "differs from" in changed.reason
     assert "on line 1 of this boot" in changed.reason
+
+
+# -- one rule for lines and their times, live and on replay ------------------------------------
+LONE_CR = "SELFTEST: statefs put ok\r[    2.5] random: crng init done\r\n"
+
+
+def test_a_lone_carriage_return_keeps_the_line_whole_live_and_on_replay(tmp_path):
+    from harness.contract.history import replay
+
+    contract = BootContract.of(["SELFTEST: statefs put ok"], failures=())
+    live = BootMatcher(contract)
+    live.feed(LONE_CR, 1.0)
+    live.finish("the console ended")
+    boot = tmp_path / "boot1"
+    boot.mkdir()
+    (boot / "uart.log").write_bytes(LONE_CR.encode())
+    (boot / "uart.timestamps").write_text(f"  1.000000 {LONE_CR.removesuffix(chr(13) + chr(10))}\n")
+    whole = Contract.from_dict(
+        {
+            "boot": [{"number": 1}],
+            "marker": [{"id": "put", "text": "SELFTEST: statefs put ok"}],
+        }
+    )
+    (replayed,) = replay(boot, whole)
+    (from_log,) = replay(boot / "uart.log", whole)
+    assert live.outcome is Outcome.INCOMPLETE
+    assert replayed.matcher.outcome is Outcome.INCOMPLETE
+    assert from_log.matcher.outcome is Outcome.INCOMPLETE
+    assert replayed.matcher.lines == [(1.0, LONE_CR.removesuffix("\r\n"))]
+
+
+def test_a_line_is_timed_by_its_newline_and_a_last_line_by_its_last_fragment():
+    matcher = BootMatcher(BootContract.of(["never"], failures=()))
+    matcher.feed("ab", 1.0)
+    matcher.feed("c\nde", 2.0)
+    matcher.feed("f", 3.0)
+    matcher.finish("the console ended")
+    assert matcher.lines == [(2.0, "abc"), (3.0, "def")]
+
+
+def test_prefix_markers_match_a_line_that_goes_on():
+    contract = Contract.from_dict(
+        {
+            "boot": [{"number": 1}],
+            "marker": [{"id": "blk", "prefix": "blk: virtio-blk up"}],
+        }
+    )
+    matcher = BootMatcher(contract.for_boot(1))
+    matcher.feed("[    2.41] blk: virtio-blk up (ss=512 nsec=131072)\n", 2.4)
+    assert matcher.outcome is Outcome.PASSED
+    assert contract.markers[0].pattern.display == "blk: virtio-blk up..."
+
+
+def test_ad_hoc_markers_are_named_by_their_text_in_the_report():
+    matcher = BootMatcher(BootContract.of(["A ok", "C ok", re.compile(r"n=\d+")], failures=()))
+    matcher.feed("A ok\n", 1.0)
+    matcher.finish("the console ended")
+    assert "missing markers: C ok, n=\\d+" in matcher.report()
+    assert [m.id for m in BootContract.of(["x", "x"], failures=()).markers] == ["x", "x#2"]

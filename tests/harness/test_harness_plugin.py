@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from harness_helpers import pid_gone
+from harness_helpers import make_image_dir, pid_gone
 
 INNER_HEADER = textwrap.dedent("""
     import os
@@ -126,7 +126,10 @@ def test_failing_vm_test_reports_console_and_artifacts(inner: pytest.Pytester):
     assert "qemu vm artifacts" in out
     artifacts = Path(out.split("artifacts: ", 1)[1].split()[0])
     assert (artifacts / "uart.log").read_bytes() == b"hello from the fake guest\r\n"  # kept
-    assert artifacts.is_relative_to(inner.path / "build" / "runs" / "pytest")
+    # Not under the rootdir: pytest's own temporary directory (a test file anywhere must not
+    # create build/ next to it).
+    assert artifacts.is_relative_to(inner.path / "runpytest-0" / "qemu-runs0")
+    assert not (inner.path / "build").exists()
     tree = ET.parse(inner.path / "junit.xml")
     properties = {p.get("name"): p.get("value") for p in tree.iter("property")}
     assert properties["qemu_artifacts_vm"] == str(artifacts)
@@ -221,3 +224,80 @@ def test_expect_markers_failure_carries_the_report(inner: pytest.Pytester):
     """)
     )
     inner.runpytest_subprocess().assert_outcomes(passed=1)
+
+
+def test_artifacts_dir_from_the_ini_is_relative_to_the_rootdir(inner: pytest.Pytester):
+    inner.makeini("[pytest]\naddopts = -p no:cacheprovider\nqemu_artifacts_dir = out/vms\n")
+    inner.makepyfile(
+        INNER_HEADER
+        + textwrap.dedent("""
+        @pytest.mark.qemu
+        def test_kept(vm_factory):
+            machine = vm_factory(config=fake(console="kept"))
+            machine.console.expect("kept", vm_factory.timeout(5))
+            print("ARTIFACTS", machine.artifacts.path)
+    """)
+    )
+    result = inner.runpytest_subprocess("-s", "--qemu-keep-artifacts=always")
+    result.assert_outcomes(passed=1)
+    artifacts = Path(result.stdout.str().split("ARTIFACTS ", 1)[1].split()[0])
+    assert artifacts.is_relative_to(inner.path / "out" / "vms")
+    assert (artifacts / "uart.log").read_bytes() == b"kept\r\n"
+
+
+def test_the_vm_fixture_boots_contract_mode_with_the_kernel_arguments_it_needs(
+    inner: pytest.Pytester, tmp_path: Path
+):
+    """Without ``kernel_args`` the ``vm`` fixture boots boot 1 of the contract, nonce and all
+    (the fake guest refuses contract mode without a valid ``sq.nonce``, as PID 1 does)."""
+    image = make_image_dir(tmp_path / "image")
+    inner.makeconftest(
+        textwrap.dedent(f"""
+        import dataclasses
+        import os
+        import pytest
+        from harness.image import load_image
+        from harness.vm.arch import ARCH_PROFILES
+
+        os.environ["FAKE_QEMU_MODE"] = "contract"
+        ARCH_PROFILES["aarch64"] = dataclasses.replace(
+            ARCH_PROFILES["aarch64"], qemu_binary=os.environ["FAKE_QEMU_BIN"]
+        )
+
+        @pytest.fixture(scope="session")
+        def guest_image():
+            return load_image({str(image)!r})
+    """)
+    )
+    inner.makepyfile(
+        textwrap.dedent("""
+        import pytest
+        from harness.contract.spec import Contract
+
+        @pytest.mark.qemu
+        def test_default_boot(vm, vm_factory):
+            vm_factory.expect_markers(vm, Contract.load().for_boot(1), until="poweroff")
+            append = vm.argv[vm.argv.index("-append") + 1]
+            assert "sq.mode=contract" in append and "sq.boot=1" in append
+    """)
+    )
+    inner.runpytest_subprocess().assert_outcomes(passed=1)
+
+
+def test_failure_report_says_qemu_exited_not_running(inner: pytest.Pytester):
+    inner.makepyfile(
+        INNER_HEADER
+        + textwrap.dedent("""
+        @pytest.mark.qemu
+        def test_after_poweroff(vm_factory):
+            machine = vm_factory(config=fake("poweroff", console="bye"))
+            machine.console.expect("bye", vm_factory.timeout(5))
+            machine.console.wait_closed(5)
+            assert False, "failed after the guest powered off"
+    """)
+    )
+    result = inner.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "state: QEMU has exited (exit code 0, shutdown reason guest-shutdown)" in out
+    assert "state: RUNNING" not in out

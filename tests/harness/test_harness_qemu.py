@@ -1,5 +1,6 @@
 """The lifecycle against real QEMU without a guest (``-machine none``): fast, no image."""
 
+import os
 import signal
 from pathlib import Path
 
@@ -61,3 +62,34 @@ def test_real_qemu_sigterm_and_power_cut(runs_dir: Path):
     term._kill_group(signal.SIGTERM)
     info = term.wait(Deadline(10))
     assert info.reason == "host-signal"  # QEMU reports SIGTERM as a host-signal shutdown
+
+
+def test_saved_qemu_argv_runs_by_hand_after_the_vm_is_gone(runs_dir: Path, tmp_path: Path):
+    """``qemu.argv`` is for pasting into a shell: after the harness's private socket directory
+    is gone it must still start QEMU (console on stdio, QMP on ./qmp.sock)."""
+    import subprocess
+    import time
+
+    with Machine(NONE, name="none", artifacts_root=runs_dir) as machine:
+        private = machine._sockets.directory if machine._sockets else None
+    assert private is not None
+    assert not private.exists()
+    script = machine.artifacts.qemu_argv.read_text()
+    assert str(private) not in script
+    by_hand = subprocess.Popen(
+        ["sh", "-c", script],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while not (tmp_path / "qmp.sock").exists() and by_hand.poll() is None:
+            assert time.monotonic() < deadline, "QEMU did not create ./qmp.sock"
+            time.sleep(0.05)
+        assert by_hand.poll() is None, by_hand.stderr.read() if by_hand.stderr else ""
+    finally:
+        os.killpg(by_hand.pid, signal.SIGKILL)  # sh and the QEMU it started
+        by_hand.wait()

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from harness.contract.matcher import BootMatcher, Outcome
-from harness.contract.runner import ContractRunner, RunOptions, create_disk, run_boot
+from harness.contract.runner import ContractRunner, RunOptions, run_boot
 from harness.contract.spec import BootContract, Contract
 from harness.deadline import Deadline
+from harness.vm.disks import create_disk
 from harness.vm.machine import Machine
 
 

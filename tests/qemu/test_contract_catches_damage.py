@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from guest.statefs import FileBlockDevice, Store, StoreConfig
-from harness.contract.runner import ContractRunner, RunOptions, contract_config, create_disk
+from harness.contract.runner import ContractRunner, RunOptions, contract_config
 from harness.contract.spec import Contract
 from harness.image import ensure_image
+from harness.vm.disks import create_disk
 
 LAST_BOOT_KEY = b"/state/selftest/last-boot"
 

@@ -1,5 +1,5 @@
 """Regression tests for the bugs the robustness work found, each the smallest test that
-showed it (they were strict xfails until commit a476b46 fixed them).
+showed it (each was a strict xfail until its fix).
 
 Each docstring names the bug as found: input, what happened, where.
 """

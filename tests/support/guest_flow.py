@@ -20,7 +20,7 @@ import pytest
 from guest.init import runtime
 from guest.init.contract import Services
 from guest.init.supervisor import Supervisor
-from guest.selftest.checks import Selftest, Sockets
+from guest.selftest.checks import Selftest
 from guest.statefs import FileBlockDevice
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="services drop to their own uids")
@@ -72,7 +72,3 @@ def contract_boot(
     finally:
         supervisor.stop_all()
     return passed
-
-
-def sockets_of(run_dir: Path) -> Sockets:
-    return Sockets.under(str(run_dir))

@@ -19,7 +19,6 @@ import random
 from dataclasses import dataclass, field
 
 from guest.statefs import MemoryBlockDevice, Store, StoreConfig
-from guest.statefs.layout import SUPERBLOCK_SLOTS
 from guest.statefs.superblock import choose, read_slots
 
 VOLUME_ID = 0x0DDB_A11_5EED
@@ -154,10 +153,6 @@ def journals() -> tuple[Journal, ...]:
         build_journal("big values", seed=3, steps=80, big_values=True),
         build_journal("4K sectors", seed=4, steps=150, sector_size=4096, sector_count=160),
     )
-
-
-def superblock_bytes(journal: Journal) -> range:
-    return range(0, SUPERBLOCK_SLOTS * journal.sector_size)
 
 
 class SharedDisk:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from guest.statefs import StoreConfig
 from harness.crashsim.recording import UNFORMATTED
 
-from support.crashdriver import (
+from support.crashsim.driver import (
     Driver,
     WorkloadError,
     keep_all_magic_torn,

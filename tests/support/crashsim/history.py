@@ -1,6 +1,6 @@
 """Crash-recover-continue histories: several power cuts in one device's life, work between.
 
-A single-crash workload (:mod:`support.crashloads`) proves every crash state of one run
+A single-crash workload (:mod:`support.crashsim.loads`) proves every crash state of one run
 recovers. A device lives longer than that: it is cut, recovers, keeps working, compacts
 again, and is cut again, and some bugs need that whole history (a compaction cut after its
 snapshot landed leaves records that only a *later* compaction into the same region can
@@ -18,7 +18,7 @@ mistake for its own). So a history here is a tree of recordings:
   their own, ``levels`` crashes deep: a crash in a grandchild's recording is the fourth
   power cut of that device's history.
 
-Every crash state is judged by the same oracle (:func:`support.crashcheck.check_state`):
+Every crash state is judged by the same oracle (:func:`support.crashsim.check.check_state`):
 the recovered map equals the model at a commit point the crash could have hit, fsck is
 clean, the store stays writable, and no exception at all, EIO included, since nothing here
 damages the media. Separately, at marked durable points the current superblock copy gets a
@@ -34,7 +34,7 @@ from guest.statefs import MemoryBlockDevice, Store, StoreConfig
 from guest.statefs.layout import SUPERBLOCK_SLOTS
 from harness.crashsim import Begin, CrashState, Depth, End, Recording, crash_states
 
-from support.crashcheck import (
+from support.crashsim.check import (
     STORE_FAILURES,
     Figures,
     check_recording,
@@ -43,8 +43,8 @@ from support.crashcheck import (
     record_failure,
     stopping,
 )
-from support.crashdriver import Driver, WorkloadError, preformatted, state_of
-from support.crashloads import CHURN
+from support.crashsim.driver import Driver, WorkloadError, preformatted, state_of
+from support.crashsim.loads import CHURN
 
 #: The after-recovery proof (fsck, writes, reopen) runs on every PROOF_EVERY-th state; every
 #: state is recovered and compared, and the children of a history exercise the write path
@@ -228,7 +228,7 @@ class _Run:
         self.rng = random.Random(f"{history.name}/{seed}/history")
         self.seed = seed
         self.figures = Figures(f"{history.name}[seed {seed}]")
-        self.notes: dict[str, int] = {"crashes_in_seal": 0, "crashes_in_checkpoint": 0}
+        self.notes: dict[str, int] = {f"crashes_in_{kind}": 0 for kind in KINDS}
         self.notes["deepest"] = 0
 
     def stopped(self) -> bool:
@@ -324,8 +324,7 @@ class _Run:
                 self.figures, name, f"recovered {digest(recovered)}, not a commit point", level
             )
             return
-        if kind in ("seal", "checkpoint"):
-            self.notes[f"crashes_in_{kind}"] += 1
+        self.notes[f"crashes_in_{kind}"] += 1
         d = self.driver(name, image, recovered)
 
         def script() -> None:

@@ -57,8 +57,8 @@ from harness.crashsim import (
     crash_states,
 )
 
-from support.crashdriver import Driver, WorkloadError, state_of
-from support.crashloads import Workload
+from support.crashsim.driver import Driver, WorkloadError, state_of
+from support.crashsim.loads import Workload
 
 #: What a buggy store might raise out of ``open``/``sync`` (beyond StatefsError, an OSError).
 #: PowerCut and KeyboardInterrupt are deliberately not here.

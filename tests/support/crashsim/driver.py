@@ -1,12 +1,12 @@
 """The workload driver: runs store operations on a recording device and keeps the model.
 
 Why a driver and not plain store calls: every operation that may write must be bracketed by
-the commit-point marks the oracle needs (:mod:`support.crashrec`), and the model (a dict of
-what the store must hold) must follow exactly the store's documented semantics: ``put`` and
-``delete`` change the in-memory view at once, ``sync``/``compact`` commit it, a refused put
-(``ENOSPC``, ``ENOBUFS``) changes nothing. The driver also checks the store agrees with the
-model after every commit, so a workload that drifts from the store fails loudly at its step
-instead of producing thousands of confusing crash-state failures.
+the commit-point marks the oracle needs (:mod:`harness.crashsim.recording`), and the model
+(a dict of what the store must hold) must follow exactly the store's documented semantics:
+``put`` and ``delete`` change the in-memory view at once, ``sync``/``compact`` commit it, a
+refused put (``ENOSPC``, ``ENOBUFS``) changes nothing. The driver also checks the store agrees
+with the model after every commit, so a workload that drifts from the store fails loudly at its
+step instead of producing thousands of confusing crash-state failures.
 
 A workload can also crash itself (power cut inside a ``sync`` or ``compact``, then a chosen
 subset of the unflushed writes persisted) and carry on from the recovered store: recovery

@@ -3,16 +3,16 @@
 Why plain values: the default run judges over a hundred thousand crash states, and a
 session spreads its jobs over a small process pool (``tests/crash/conftest.py``) or over
 pytest-xdist workers; a job named by ``(kind, name, seed, branch, depth)`` pickles as a
-tuple, and its :class:`~support.crashcheck.Figures` come back the same way.
+tuple, and its :class:`~support.crashsim.check.Figures` come back the same way.
 """
 
 from harness.crashsim import Depth
 
-from support.crashcheck import Figures, run_workload
-from support.crashhistory import BY_NAME as HISTORIES_BY_NAME
-from support.crashhistory import HISTORIES, run_history, shape
-from support.crashloads import BY_NAME as WORKLOADS_BY_NAME
-from support.crashloads import WORKLOADS
+from support.crashsim.check import Figures, run_workload
+from support.crashsim.history import BY_NAME as HISTORIES_BY_NAME
+from support.crashsim.history import HISTORIES, run_history, shape
+from support.crashsim.loads import BY_NAME as WORKLOADS_BY_NAME
+from support.crashsim.loads import WORKLOADS
 
 Job = tuple[str, str, int, int | None, int]
 
