@@ -11,6 +11,7 @@ formatting over it without an explicit :meth:`Store.format` would destroy it.
 :func:`describe_non_blank` says what was found in words an operator can act on.
 """
 
+from guest.statefs.blockdev import BlockDevice
 from guest.statefs.layout import REGION_COUNT, SUPERBLOCK_BYTES, SUPERBLOCK_SLOTS
 
 #: (byte offset, signature, what it is): well-known on-disk signatures, checked in order.
@@ -31,7 +32,7 @@ SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
 PROBE_BYTES = 0x10040 + 8
 
 
-def _region_starts(dev) -> list[int]:
+def _region_starts(dev: BlockDevice) -> list[int]:
     region_sectors = (dev.sector_count - SUPERBLOCK_SLOTS) // REGION_COUNT
     if region_sectors < 1:
         return []
@@ -55,7 +56,7 @@ def _signature(head: bytes) -> str:
     return ""
 
 
-def describe_non_blank(dev) -> str:
+def describe_non_blank(dev: BlockDevice) -> str:
     """ "" if ``dev`` is blank (see the module docstring), else what it holds, e.g. "an MBR
     partition table" or "non-zero data at LBA 0". Reads a few sectors; writes nothing."""
     ss = dev.sector_size

@@ -1,5 +1,6 @@
 """fsck: check a statefs device and say what was found, without changing anything."""
 
+from guest.statefs.blockdev import BlockDevice
 from guest.statefs.replay import replay
 from guest.statefs.superblock import read_slots, select
 
@@ -46,7 +47,7 @@ class FsckReport:
         return out
 
 
-def check_device(dev, expected: dict[str, bytes] | None = None) -> FsckReport:
+def check_device(dev: BlockDevice, expected: dict[str, bytes] | None = None) -> FsckReport:
     """Check ``dev``: both superblock copies, a full replay, and (if given) that the replayed
     state equals ``expected`` (an open store's committed state)."""
     report = FsckReport()

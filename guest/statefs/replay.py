@@ -18,6 +18,7 @@ record is at most ``record_limit`` bytes; the damage scan reads at most ``record
 sector past the end and verifies at most ``SCAN_CRC_BUDGET_RECORDS`` records' worth of bytes.
 """
 
+from guest.statefs.blockdev import BlockDevice
 from guest.statefs.crc import crc32c
 from guest.statefs.errors import CorruptionError
 from guest.statefs.layout import (
@@ -81,7 +82,7 @@ class ReplayResult:
 class _RegionReader:
     """Reads a region through a sliding buffer, never past the region's end."""
 
-    def __init__(self, dev, sb: Superblock) -> None:
+    def __init__(self, dev: BlockDevice, sb: Superblock) -> None:
         self._dev = dev
         self._start_lba = sb.region_start(sb.active_region)
         self._region_bytes = sb.region_bytes
@@ -182,7 +183,7 @@ def _apply_ops(data: bytes, pos: int, end: int, op_count: int, live: dict[str, b
     return delta
 
 
-def replay(dev, sb: Superblock) -> ReplayResult:
+def replay(dev: BlockDevice, sb: Superblock) -> ReplayResult:
     """Replay the active region of ``dev`` described by ``sb``."""
     reader = _RegionReader(dev, sb)
     ss = sb.sector_size
@@ -275,7 +276,7 @@ class RecordInfo:
             setattr(self, name, value)
 
 
-def verified_records(dev, sb: Superblock) -> list[RecordInfo]:
+def verified_records(dev: BlockDevice, sb: Superblock) -> list[RecordInfo]:
     """The records of ``sb``'s epoch at the start of its active region, in order, for as long
     as each verifies and carries the next sequence number (operations are not decoded).
 

@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterable
 
 from guest.statefs.blank import describe_non_blank
+from guest.statefs.blockdev import BlockDevice
 from guest.statefs.compaction import snapshot_bytes_bound, snapshot_records
 from guest.statefs.crc import BACKEND as CRC_BACKEND
 from guest.statefs.errors import CorruptionError, StatefsError, UnformattedError
@@ -96,7 +97,7 @@ class StoreConfig(Value):
         )
 
 
-def layout_for(dev, record_limit: int | None = None) -> tuple[int, int]:
+def layout_for(dev: BlockDevice, record_limit: int | None = None) -> tuple[int, int]:
     """(region_sectors, record_limit) for a device, or EINVAL if it is too small."""
     ss = dev.sector_size
     region_sectors = (dev.sector_count - SUPERBLOCK_SLOTS) // REGION_COUNT
@@ -116,7 +117,7 @@ def layout_for(dev, record_limit: int | None = None) -> tuple[int, int]:
     return region_sectors, record_limit
 
 
-def _refuse_if_journal_present(dev) -> None:
+def _refuse_if_journal_present(dev: BlockDevice) -> None:
     """No superblock, but a journal region starts with a record: that is a store whose
     superblocks were destroyed, not a blank device (a format never writes a record), so it
     must not be formatted over. Raises CorruptionError; returns if the regions look blank."""
@@ -154,7 +155,7 @@ class Store:
 
     def __init__(
         self,
-        dev,
+        dev: BlockDevice,
         sb: Superblock,
         slot: int,
         result: ReplayResult,
@@ -194,7 +195,7 @@ class Store:
     # -- opening -----------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, dev, config: StoreConfig | None = None) -> "Store":
+    def open(cls, dev: BlockDevice, config: StoreConfig | None = None) -> "Store":
         """Open the store on ``dev``: choose the superblock, replay the active region.
 
         Raises ``UnformattedError`` (ENODATA) on a blank device (never formatted),
@@ -211,7 +212,7 @@ class Store:
             raise StatefsError(errno.EIO, f"device read failed while opening: {exc}") from exc
 
     @classmethod
-    def _open(cls, dev, config: StoreConfig, started: float) -> "Store":
+    def _open(cls, dev: BlockDevice, config: StoreConfig, started: float) -> "Store":
         try:
             selection = select_superblock(dev, read_slots(dev))
         except UnformattedError:
@@ -252,7 +253,7 @@ class Store:
     @classmethod
     def format(
         cls,
-        dev,
+        dev: BlockDevice,
         config: StoreConfig | None = None,
         *,
         volume_id: int | None = None,
@@ -309,7 +310,7 @@ class Store:
 
     @classmethod
     def open_or_format(
-        cls, dev, config: StoreConfig | None = None, *, record_limit: int | None = None
+        cls, dev: BlockDevice, config: StoreConfig | None = None, *, record_limit: int | None = None
     ) -> tuple["Store", bool]:
         """Open the store, formatting only a blank device; returns (store, formatted).
 

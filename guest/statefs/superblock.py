@@ -24,6 +24,7 @@ Without a complete snapshot the compaction never reached its switch and the olde
 state.
 """
 
+from guest.statefs.blockdev import BlockDevice
 from guest.statefs.errors import CorruptionError, UnformattedError
 from guest.statefs.layout import (
     FLAG_SNAPSHOT,
@@ -53,7 +54,7 @@ class SlotState(Value):
         return self.superblock is not None
 
 
-def read_slots(dev) -> list[SlotState]:
+def read_slots(dev: BlockDevice) -> list[SlotState]:
     sectors = dev.read(0, SUPERBLOCK_SLOTS)
     ss = dev.sector_size
     states = []
@@ -114,7 +115,7 @@ class Selection(Value):
         self._set(superblock=superblock, slot=slot, peer_damaged=peer_damaged, rebuilt=rebuilt)
 
 
-def select(dev, slots: list[SlotState]) -> Selection:
+def select(dev: BlockDevice, slots: list[SlotState]) -> Selection:
     """Choose the superblock (:func:`choose`), and rebuild the newer one if it was damaged
     after commit groups were appended under it (see the module docstring).
 
