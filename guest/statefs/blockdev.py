@@ -163,6 +163,10 @@ class _FdBlockDevice(BlockDevice):
         offset = lba * self.sector_size
         while view:
             written = os.pwrite(self._fd, view, offset)
+            if written <= 0:
+                # pwrite returning 0 for a non-empty buffer would loop forever; like a short
+                # read, it means the device cannot take the data.
+                raise OSError(errno.EIO, f"write to {self.path} at byte {offset} made no progress")
             view = view[written:]
             offset += written
 
@@ -208,9 +212,13 @@ class FileBlockDevice(_FdBlockDevice):
             os.close(fd)
         return cls(path, sector_size=sector_size)
 
-    def __init__(self, path: str | os.PathLike[str], *, sector_size: int = 512) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, sector_size: int = 512, read_only: bool = False
+    ) -> None:
+        """``read_only`` opens the file O_RDONLY: any write then fails (EBADF), so a tool that
+        must not change an image cannot, whatever the code above it does."""
         path = os.fspath(path)
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(path, (os.O_RDONLY if read_only else os.O_RDWR) | os.O_CLOEXEC)
         size = os.fstat(fd).st_size
         if size == 0 or size % sector_size:
             os.close(fd)

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 
 from guest.statefs.layout import (
     FLAG_SNAPSHOT,
+    FLAG_SNAPSHOT_END,
     KIND_TXN,
     MAX_OP_BYTES,
     OP_HEADER,
@@ -30,8 +31,9 @@ def snapshot_records(
 ) -> Iterator[bytes]:
     """Yield the snapshot's records (seq 1, 2, ...), keys in sorted order for determinism.
 
-    Each carries ``FLAG_SNAPSHOT``, so a reader can tell the snapshot from commit groups
-    appended after it without the superblock that names the region."""
+    Each carries ``FLAG_SNAPSHOT`` and the last one also ``FLAG_SNAPSHOT_END`` (an empty live
+    set gives one record of no operations), so a reader can tell a complete snapshot, and the
+    commit groups appended after it, without the superblock that names the region."""
     payload_limit = record_limit - RECORD_HEADER_BYTES
     payload = bytearray()
     ops = 0
@@ -53,11 +55,10 @@ def snapshot_records(
         payload += encoded
         payload += value
         ops += 1
-    if ops:
-        yield encode_record(
-            kind=KIND_TXN, epoch=epoch, seq=seq, op_count=ops, payload=payload,
-            salt=salt, sector_size=sector_size, flags=FLAG_SNAPSHOT,
-        )  # fmt: skip
+    yield encode_record(
+        kind=KIND_TXN, epoch=epoch, seq=seq, op_count=ops, payload=payload,
+        salt=salt, sector_size=sector_size, flags=FLAG_SNAPSHOT | FLAG_SNAPSHOT_END,
+    )  # fmt: skip
 
 
 def snapshot_bytes_bound(live_bytes: int, live_keys: int, sector_size: int, record_limit: int):
@@ -69,7 +70,7 @@ def snapshot_bytes_bound(live_bytes: int, live_keys: int, sector_size: int, reco
     header and one sector of padding.
     """
     if live_keys == 0:
-        return 0
+        return RECORD_HEADER_BYTES + sector_size  # one record of no operations
     per_record = record_limit - RECORD_HEADER_BYTES - MAX_OP_BYTES
     records = live_keys if per_record <= 0 else min(live_keys, live_bytes // per_record + 1)
     return live_bytes + records * (RECORD_HEADER_BYTES + sector_size)

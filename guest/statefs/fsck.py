@@ -76,7 +76,8 @@ def check_device(dev, expected: dict[str, bytes] | None = None) -> FsckReport:
         elif state.slot != current.slot and state.reason != "":
             report.warnings.append(
                 f"superblock slot {state.slot}: {state.reason} (what a torn superblock write "
-                "leaves: no commit groups were appended under it; the other copy is used)"
+                "leaves; the other region holds no complete snapshot of its compaction, so "
+                "nothing committed depended on it: the other copy is used)"
             )
     try:
         result = replay(dev, sb)
@@ -91,9 +92,11 @@ def check_device(dev, expected: dict[str, bytes] | None = None) -> FsckReport:
     report.tail_reason = result.tail_reason
     report.torn_tail = result.torn_tail
     if result.torn_tail:
+        lba = sb.region_start(sb.active_region) + result.end_offset // sb.sector_size
         report.warnings.append(
-            f"torn record at journal byte {result.end_offset} (a crash during sync); "
-            "it is sealed on the next writable open"
+            f"torn record at LBA {lba}"
+            f" (journal byte {result.end_offset}, a crash during sync); it is sealed on the next "
+            "writable open"
         )
     if expected is not None and result.live != expected:
         missing = sorted(set(expected) - set(result.live))

@@ -1,4 +1,4 @@
-"""On-disk format of statefs, version 2: every constant, width and struct in one place.
+"""On-disk format of statefs, version 3: every constant, width and struct in one place.
 
 ``docs/storage/statefs.md`` describes this byte for byte; ``tests/statefs/test_format_doc.py``
 reads the field tables below and checks the document's tables agree. All integers are
@@ -19,7 +19,7 @@ from guest.statefs.crc import crc32c
 from guest.statefs.paths import MAX_KEY_BYTES
 from guest.values import Value
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 SUPERBLOCK_MAGIC = b"NXSB"
 RECORD_MAGIC = b"NXSF"
@@ -31,9 +31,12 @@ REGION_COUNT = 2
 #: of a compaction snapshot); the field leaves room for other kinds in later format versions.
 KIND_TXN = 1
 
-#: Record flag: the record belongs to a compaction snapshot (written before the superblock that
-#: names its region), not to a commit group appended afterwards. Every other flag bit is zero.
+#: Record flags: the record belongs to a compaction snapshot (written before the superblock that
+#: names its region), not to a commit group appended afterwards; and, with it, the record is the
+#: snapshot's last one (an empty live set is one record of no operations). Together they tell
+#: a complete snapshot without the superblock that names it. Every other flag bit is zero.
 FLAG_SNAPSHOT = 1
+FLAG_SNAPSHOT_END = 2
 
 OP_PUT = 1
 OP_DELETE = 2
@@ -48,7 +51,7 @@ MAX_VALUE_BYTES = 64 * 1024
 SUPERBLOCK_FIELDS = (
     ("magic", "4s", 'b"NXSB"'),
     ("crc", "I", "CRC-32C of bytes 8..67 of this struct"),
-    ("version", "H", "format version, 2"),
+    ("version", "H", "format version, 3"),
     ("struct_bytes", "H", "size of this struct, 68"),
     ("sector_size", "I", "device sector size the store was formatted with"),
     ("sector_count", "Q", "device sectors the store was formatted with"),
@@ -67,7 +70,7 @@ RECORD_FIELDS = (
     ("epoch", "I", "the superblock's epoch when written"),
     ("seq", "Q", "commit group number in this epoch, from 1, no gaps"),
     ("kind", "B", "1 = TXN"),
-    ("flags", "B", "1 = snapshot (written by compaction), 0 = appended commit group"),
+    ("flags", "B", "0 = appended commit group, 1 = snapshot record, 3 = last snapshot record"),
     ("reserved", "H", "zero"),
     ("op_count", "I", "operations in the payload"),
     ("payload_bytes", "I", "bytes of operations after this header"),

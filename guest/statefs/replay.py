@@ -23,6 +23,7 @@ from guest.statefs.errors import CorruptionError
 from guest.statefs.layout import (
     CRC_COVERS_FROM,
     FLAG_SNAPSHOT,
+    FLAG_SNAPSHOT_END,
     KIND_TXN,
     OP_DELETE,
     OP_HEADER,
@@ -212,7 +213,12 @@ def replay(dev, sb: Superblock) -> ReplayResult:
                 f"record seq {seq} at LBA {lba}: unknown kind {kind} or non-zero reserved field",
                 lba=lba,
             )
-        if flags != (FLAG_SNAPSHOT if offset < snapshot_end else 0):
+        size = round_up(RECORD_HEADER_BYTES + payload_bytes, ss)
+        if offset + size == snapshot_end:
+            expected = FLAG_SNAPSHOT | FLAG_SNAPSHOT_END
+        else:
+            expected = FLAG_SNAPSHOT if offset < snapshot_end else 0
+        if flags != expected:
             raise CorruptionError(
                 f"record seq {seq} at LBA {lba}: flags {flags} do not match its place "
                 f"({'inside' if offset < snapshot_end else 'after'} the compaction snapshot)",

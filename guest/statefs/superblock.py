@@ -12,15 +12,26 @@ torn on a blank device (one copy torn, the other never written), from damage to 
 a device blank when a journal region starts with a record.
 
 Falling back to the older copy is right after a torn superblock write, but not after bit rot
-in a copy that had become current: commit groups appended since would vanish. The two differ
-on the disk. Nothing is appended to a region before the superblock naming it is durable, so
-commit groups (records without the snapshot flag) of the newer epoch in the other region prove
-the damaged copy was once whole; :func:`select` then rebuilds it (every field of it follows
-from the older copy, which reserved its epoch, and from the region's snapshot records).
+in a copy that had become current: the compaction it committed (pending changes included) and
+every commit group appended since would vanish. When the copy in use is a compaction's epoch
+reservation and the other copy is damaged, the other region tells what happened: if it holds
+that epoch's complete snapshot (its last record is flagged as such), the switch was at least
+being written, which a compaction does only after the snapshot is durable, so taking the
+switch is right whether its write was torn (the compaction had not returned: either outcome
+is allowed) or completed and rotted later (then it is required). :func:`select` rebuilds that
+superblock: every field of it follows from the reservation and from the snapshot's length.
+Without a complete snapshot the compaction never reached its switch and the older copy is the
+state.
 """
 
 from guest.statefs.errors import CorruptionError, UnformattedError
-from guest.statefs.layout import FLAG_SNAPSHOT, SUPERBLOCK_SLOTS, Superblock, decode_superblock
+from guest.statefs.layout import (
+    FLAG_SNAPSHOT,
+    FLAG_SNAPSHOT_END,
+    SUPERBLOCK_SLOTS,
+    Superblock,
+    decode_superblock,
+)
 from guest.statefs.replay import verified_records
 from guest.values import Value
 
@@ -74,6 +85,17 @@ def choose(slots: list[SlotState]) -> SlotState:
     raise CorruptionError(f"no valid superblock ({reasons})", lba=0)
 
 
+#: A damaged copy is taken for the rotted switch (when no commit group proves it) only if it
+#: differs from the rebuilt switch in at most this many bits. Any other superblock write that
+#: can sit in that slot (a later reservation, the copy before) differs from the switch in
+#: epoch, active region and ceiling: at least three bits.
+MAX_ROT_BITS = 2
+
+
+def _bits_apart(a: bytes, b: bytes) -> int:
+    return (int.from_bytes(a, "little") ^ int.from_bytes(b, "little")).bit_count()
+
+
 class Selection(Value):
     """The superblock a store opens with.
 
@@ -113,19 +135,32 @@ def select(dev, slots: list[SlotState]) -> Selection:
         snapshot_sectors=0,
     )
     records = verified_records(dev, candidate)
-    snapshot = 0
-    while snapshot < len(records) and records[snapshot].flags == FLAG_SNAPSHOT:
-        snapshot += 1
-    commits = records[snapshot:]
-    if not commits:
-        # At most a snapshot whose switch never became durable: the older copy is the state.
+    end = 0
+    while end < len(records) and records[end].flags == FLAG_SNAPSHOT:
+        end += 1
+    if end == len(records) or records[end].flags != FLAG_SNAPSHOT | FLAG_SNAPSHOT_END:
+        # No complete snapshot: the compaction never reached its switch; the older copy is
+        # the state (debris of the reserved epoch is never read).
         return Selection(sb, current.slot, damaged, "")
-    rebuilt = candidate.replace(snapshot_sectors=sum(r.sectors for r in records[:snapshot]))
+    commits = records[end + 1 :]
+    rebuilt = candidate.replace(snapshot_sectors=sum(r.sectors for r in records[: end + 1]))
+    if not commits and _bits_apart(dev.read(peer.slot, 1), rebuilt.encode()) > MAX_ROT_BITS:
+        # A complete snapshot alone does not prove the switch was written: a compaction cut
+        # just before its switch leaves the same, and after recovery the next superblock write
+        # (a reservation, torn now) goes to the same slot. Only a copy within a few flipped
+        # bits of the switch is that switch; anything else falls back (the older copy names
+        # the state recovery already showed).
+        return Selection(sb, current.slot, damaged, "")
+    after = (
+        f"and {len(commits)} commit groups appended after it (seq {commits[0].seq}.."
+        f"{commits[-1].seq}, from LBA {commits[0].lba})"
+        if commits
+        else "and no commit group after it"
+    )
     note = (
-        f"superblock slot {peer.slot} ({peer.reason}) was current: region "
-        f"{rebuilt.active_region} holds {len(commits)} commit groups (seq {commits[0].seq}.."
-        f"{commits[-1].seq}, LBA {commits[0].lba}..) appended under it after its snapshot, which "
-        f"the older copy in slot {current.slot} would drop; rebuilt it from slot "
+        f"superblock slot {peer.slot} ({peer.reason}) held the switch of a compaction: region "
+        f"{rebuilt.active_region} holds its complete snapshot ({end + 1} records) {after}, which "
+        f"the older copy in slot {current.slot} would drop; rebuilt the switch from slot "
         f"{current.slot} and the region"
     )
     return Selection(rebuilt, current.slot, damaged, note)

@@ -74,17 +74,12 @@ def test_a_header_torn_inside_its_magic_is_sealed_so_it_cannot_come_back():
     assert "/state/x" not in again.list(), "a group dropped by the first recovery came back"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: rot in the superblock of a compaction that committed changes, with "
-    "nothing appended after it, falls back to the older copy and drops those changes",
-)
 def test_rot_in_the_superblock_of_a_compaction_that_committed_keeps_its_commit():
-    """The crash-recover-continue histories found it (their superblock-damage check skips
-    such points until this passes). ``compact()`` commits the pending put of ``/state/b``
-    and returns; then a bit of the current superblock copy rots. The older copy is the
-    compaction's epoch reservation, which names the old region, and the new region holds the
-    snapshot alone (no commit group after it), so open takes the older copy as a torn switch:
+    """The crash-recover-continue histories found it. ``compact()`` commits the pending put
+    of ``/state/b`` and returns; then a bit of the current superblock copy rots. The older
+    copy is the compaction's epoch reservation, which names the old region, and the new region
+    holds the snapshot alone (no commit group after it); open used to take the older copy as
+    a torn switch (now the snapshot's end flag shows it complete and the switch is rebuilt):
     ``/state/b``, committed, is gone without an error. Required: the committed state, or EIO."""
     dev = MemoryBlockDevice(SS, 1100)
     store = Store.format(dev, volume_id=3, epoch=11)

@@ -126,3 +126,33 @@ def test_raw_device_reads_size_and_sector_size_from_the_kernel(loop_device):
         assert dev.read(1, 1) == b"q" * 4096
     with open_block_device(loop_device) as dev:
         assert isinstance(dev, RawBlockDevice)
+
+
+def test_a_write_that_makes_no_progress_is_eio_not_a_hang(tmp_path, monkeypatch):
+    """pwrite returning 0 (a device that takes nothing) must end the write loop with EIO."""
+    path = tmp_path / "disk.img"
+    dev = FileBlockDevice.create(path, 64 * 512)
+    calls = []
+
+    def stuck(fd, data, offset):
+        calls.append(offset)
+        if len(calls) > 100:
+            raise RuntimeError("the write loop does not stop on a write that makes no progress")
+        return 0 if len(calls) > 1 else 100  # some progress, then none
+
+    monkeypatch.setattr(os, "pwrite", stuck)
+    with pytest.raises(OSError) as info:
+        dev.write(1, bytes(512))
+    assert info.value.errno == errno.EIO
+    assert "made no progress" in str(info.value)
+    assert calls == [512, 612]
+
+
+def test_a_read_only_file_device_cannot_write(tmp_path):
+    path = tmp_path / "disk.img"
+    FileBlockDevice.create(path, 64 * 512).close()
+    dev = FileBlockDevice(path, read_only=True)
+    assert dev.read(0, 1) == bytes(512)
+    with pytest.raises(OSError):
+        dev.write(0, b"x" * 512)
+    assert path.read_bytes() == bytes(64 * 512)

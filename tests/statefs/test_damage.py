@@ -133,7 +133,7 @@ def test_one_damaged_superblock_copy_falls_back_to_the_other():
     rebuilt = open_image(rotted, read_only=True)
     assert rebuilt.superblock == store.superblock
     assert rebuilt.list() == ["/state/a", "/state/b", "/state/c"]
-    assert "slot 0 (crc mismatch) was current" in rebuilt.rebuilt
+    assert "slot 0 (crc mismatch) held the switch of a compaction" in rebuilt.rebuilt
     assert any("1 commit groups" in warning for warning in rebuilt.fsck().warnings)
     # Both damaged: nothing valid remains, and that is an error, not an empty store.
     with pytest.raises(CorruptionError, match="no valid superblock"):
@@ -330,7 +330,7 @@ def test_bit_rot_in_the_current_superblock_never_drops_later_commits():
     expected = {key: store.get(key) for key in store.list()}
     rotted = open_image(flip(bytes(store._dev.data), 0 * SS + 40, 0x10))
     assert {key: rotted.get(key) for key in rotted.list()} == expected
-    assert "5 commit groups (seq 2..6" in rotted.rebuilt
+    assert "5 commit groups appended after it (seq 2..6" in rotted.rebuilt
     rotted.put("/state/after", b"x")
     rotted.sync()
     rotted.compact()  # rewrites the damaged slot first (its reservation), then the other
@@ -340,20 +340,43 @@ def test_bit_rot_in_the_current_superblock_never_drops_later_commits():
     assert again.fsck().ok and not again.fsck().warnings
 
 
-def test_a_torn_switch_with_nothing_appended_falls_back_to_the_older_copy():
-    """The same damage with no commit group after the snapshot is what a torn switch leaves:
-    the older copy is the state (the compaction did not happen), and fsck says so."""
+def test_rot_in_a_switch_with_nothing_appended_keeps_the_compactions_commit():
+    """compact() commits a pending put and returns, then the switch rots: the snapshot is
+    complete (its last record says so), so the switch is rebuilt and the put survives. (Had
+    the switch write been torn instead, compact() would not have returned and either state
+    would be right.)"""
     store = new_store()
     store.put("/state/a", b"1")
     store.sync()
     store.compact()
     store.put("/state/b", b"2")  # pending: committed by the compaction's snapshot only
     store.compact()
-    fallback = open_image(flip(bytes(store._dev.data), 0 * SS + 20), read_only=True)
+    rotted = open_image(flip(bytes(store._dev.data), 0 * SS + 20), read_only=True)
+    assert rotted.list() == ["/state/a", "/state/b"]
+    assert "no commit group after it" in rotted.rebuilt
+    assert rotted.superblock == store.superblock
+
+
+def test_a_damaged_copy_without_a_complete_snapshot_falls_back_to_the_reservation():
+    """A compaction cut before its snapshot was complete leaves the reservation current and
+    the older copy beside it; if that older copy then rots, the other region holds no
+    complete snapshot, so the reservation's state is the state, and fsck says why."""
+    store = new_store()
+    store.put("/state/a", b"1")
+    store.sync()
+    store.compact()  # gen 3 in slot 0, region 1
+    older = bytes(store._dev.data[:SS])
+    store.put("/state/b", b"2")
+    store.compact()  # gen 4 (reservation) in slot 1, snapshot in region 0, gen 5 in slot 0
+    image = bytearray(store._dev.data)
+    image[:SS] = older  # as if the cut came before the switch...
+    region0 = store.superblock.region_start(0) * SS
+    image[region0 : region0 + SS] = bytes(SS)  # ...and before the snapshot was complete
+    fallback = open_image(flip(bytes(image), 20), read_only=True)
     assert fallback.rebuilt == ""
     assert fallback.list() == ["/state/a"]
     warnings = fallback.fsck().warnings
-    assert any("no commit groups were appended under it" in warning for warning in warnings)
+    assert any("no complete snapshot of its compaction" in warning for warning in warnings)
 
 
 def test_superblock_struct_is_68_bytes():

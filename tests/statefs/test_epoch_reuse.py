@@ -156,3 +156,27 @@ def test_many_aborted_compactions_in_a_row_never_leave_a_replayable_record():
     store.compact()
     store.close()
     assert sorted(reboot(store).list()) == ["/state/b", "/state/c"]
+
+
+@pytest.mark.parametrize("tear", [8, 40])
+def test_a_torn_reservation_after_an_aborted_switch_does_not_bring_the_snapshot_back(tear):
+    """The crash histories found it: a compaction cut just before its switch leaves a complete
+    snapshot; after recovery and more commits, the next compaction's reservation goes to the
+    slot the switch would have used, and tears. The older copy (the aborted compaction's
+    reservation) must stand; the aborted snapshot must not be taken for a rotted switch."""
+    store = fresh()
+    three_big_keys(store)
+    cut_during(store, 1, store.compact)  # the snapshot is durable, the switch never written
+    store = reboot(store)
+    store.delete("/state/a")
+    store.sync()
+    expected = contents(store)
+    sb = store.superblock
+    reservation = sb.replace(generation=sb.generation + 1, epoch_ceiling=store._next_epoch())
+    image = bytearray(store._dev.data)
+    slot = 1 - store._slot  # where the next superblock write goes
+    new = reservation.encode()
+    image[slot * SS : slot * SS + tear] = new[:tear]  # the write tore after ``tear`` bytes
+    recovered = Store.open(MemoryBlockDevice.from_image(bytes(image), SS))
+    assert recovered.rebuilt == ""
+    assert contents(recovered) == expected

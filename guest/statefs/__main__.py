@@ -1,0 +1,7 @@
+"""``python -m guest.statefs fsck|ls|get|dump IMAGE``: the offline tool (see ``tool.py``)."""
+
+import sys
+
+from guest.statefs.tool import main
+
+sys.exit(main())
