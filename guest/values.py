@@ -8,8 +8,14 @@ under TCG emulation, paid again by every forked service. A :class:`Value` subcla
 """
 
 
+#: ``typing`` is not imported at run time (start-up cost); a type checker takes this branch.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Self
+
+
 class Value:
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
 
     def _set(self, **values: object) -> None:
         for name, value in values.items():
@@ -18,9 +24,9 @@ class Value:
     def _fields(self) -> tuple:
         return tuple(getattr(self, name) for name in self.__slots__)
 
-    def replace(self, **changes: object):
+    def replace(self, **changes: object) -> "Self":
         """A copy with some fields changed (like ``dataclasses.replace``)."""
-        values = {name: getattr(self, name) for name in self.__slots__}
+        values: dict[str, Any] = {name: getattr(self, name) for name in self.__slots__}
         values.update(changes)
         return type(self)(**values)
 

@@ -63,7 +63,7 @@ class Supervisor:
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 if identity is not None:
                     become(identity)
-                code = main(lambda: os.write(ready_w, b"R"))
+                code = main(lambda: _signal_ready(ready_w))
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
             except BaseException as exc:  # noqa: BLE001 - report anything, then exit the child
@@ -81,8 +81,8 @@ class Supervisor:
         if signal_byte == b"R":
             return pid
         if readable:  # EOF: the service exited before it was ready
-            code = self._reap(name, timeout=5.0)
-            raise ServiceError(f"{name} exited before it was ready ({describe(code)})")
+            status = self._reap(name, timeout=5.0)
+            raise ServiceError(f"{name} exited before it was ready ({describe(status)})")
         self.stop(name, timeout=2.0)
         raise ServiceError(f"{name} was not ready within {ready_timeout:.0f} s")
 
@@ -134,6 +134,11 @@ class Supervisor:
             if time.monotonic() >= deadline:
                 return None
             time.sleep(0.005)
+
+
+def _signal_ready(fd: int) -> None:
+    """The service's ``on_ready``: one byte on the pipe the supervisor waits on."""
+    os.write(fd, b"R")
 
 
 def describe(code: int | None) -> str:

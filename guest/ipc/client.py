@@ -16,6 +16,11 @@ from guest.ipc import frames
 from guest.ipc.frames import Frame, FrameDecoder, ProtocolError
 from guest.statefs.errors import StatefsError
 
+#: ``typing`` is not imported at run time (start-up cost); a type checker takes this branch.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Self
+
 
 class AccessDenied(StatefsError):
     """The service's access policy refused the request (errno ``EACCES``); nothing changed."""
@@ -37,7 +42,7 @@ class FrameClient:
         self._next_id = 1
 
     @classmethod
-    def connect(cls, socket_path: str, *, wait: float = 0.0, timeout: float = 10.0) -> FrameClient:
+    def connect(cls, socket_path: str, *, wait: float = 0.0, timeout: float = 10.0) -> Self:
         """Connect, retrying for up to ``wait`` seconds while the server starts."""
         client = cls(socket_path, timeout=timeout)
         deadline = time.monotonic() + wait
@@ -53,7 +58,7 @@ class FrameClient:
                     ) from exc
                 time.sleep(0.02)
 
-    def _open(self) -> None:
+    def _open(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
@@ -63,13 +68,14 @@ class FrameClient:
             raise
         self._sock = sock
         self._decoder = FrameDecoder()
+        return sock
 
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
 
-    def __enter__(self) -> FrameClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc: object) -> None:
@@ -79,9 +85,10 @@ class FrameClient:
 
     def request(self, op: int, key: bytes = b"", value: bytes = b"", flags: int = 0) -> Frame:
         """Send one request and wait for its reply; raise StatefsError on an error status."""
-        if self._sock is None:
+        sock = self._sock
+        if sock is None:
             try:
-                self._open()
+                sock = self._open()
             except OSError as exc:
                 raise StatefsError(
                     exc.errno or errno.ECONNREFUSED,
@@ -91,8 +98,8 @@ class FrameClient:
         self._next_id = (self._next_id + 1) & 0xFFFFFFFF or 1
         frame = Frame(op, request_id, flags=flags, key=key, value=value)
         try:
-            self._sock.sendall(frame.encode())
-            reply = self._receive()
+            sock.sendall(frame.encode())
+            reply = self._receive(sock)
         except ProtocolError as exc:
             self.close()
             raise StatefsError(exc.errno, f"bad reply from {self.service}: {exc}") from exc
@@ -120,9 +127,9 @@ class FrameClient:
     def hello(self) -> dict:
         return self.request_json(frames.OP_HELLO)
 
-    def _receive(self) -> Frame:
+    def _receive(self, sock: socket.socket) -> Frame:
         while True:
-            data = self._sock.recv(256 * 1024)
+            data = sock.recv(256 * 1024)
             if not data:
                 raise OSError(errno.ECONNRESET, f"{self.service} closed the connection")
             frames = self._decoder.feed(data)

@@ -188,12 +188,13 @@ class FrameServer:
 
     def serve_once(self, timeout: float | None = 0.0) -> None:
         """One round of the selector loop."""
-        for key, events in self._selector.select(timeout):
+        for key, events in self._started_selector().select(timeout):
             if key.data is None:
                 self._accept()
             elif key.data == "wake":
                 try:
-                    self._wake_r.recv(64)
+                    if self._wake_r is not None:
+                        self._wake_r.recv(64)
                 except BlockingIOError:
                     pass
             else:
@@ -222,7 +223,14 @@ class FrameServer:
 
     # -- connections -------------------------------------------------------------------------
 
+    def _started_selector(self) -> selectors.BaseSelector:
+        if self._selector is None:
+            raise OSError(errno.EBADF, f"{self.name}: the server is not listening")
+        return self._selector
+
     def _accept(self) -> None:
+        if self._listener is None:
+            return
         try:
             sock, _ = self._listener.accept()
         except (BlockingIOError, InterruptedError):
@@ -246,7 +254,7 @@ class FrameServer:
         conn = _Connection(sock, peer)
         self._per_uid[peer.uid] = self._per_uid.get(peer.uid, 0) + 1
         self._connections[sock.fileno()] = conn
-        self._selector.register(sock, selectors.EVENT_READ, conn)
+        self._started_selector().register(sock, selectors.EVENT_READ, conn)
         self.counters["connections"] += 1
 
     def _on_readable(self, conn: _Connection) -> None:
@@ -309,7 +317,7 @@ class FrameServer:
             events |= selectors.EVENT_READ
         if conn.output:
             events |= selectors.EVENT_WRITE
-        self._selector.modify(conn.sock, events, conn)
+        self._started_selector().modify(conn.sock, events, conn)
 
     def _close(self, conn: _Connection) -> None:
         if conn.open and self._connections.pop(conn.sock.fileno(), None) is not None:
@@ -319,7 +327,7 @@ class FrameServer:
             else:
                 self._per_uid.pop(conn.peer.uid, None)
             try:
-                self._selector.unregister(conn.sock)
+                self._started_selector().unregister(conn.sock)
             except (KeyError, ValueError):
                 pass
         conn.sock.close()

@@ -70,7 +70,7 @@ def run_keystored(
         with StatefsClient.connect(statefsd_socket, wait=10.0) as client:
             key, origin = load_or_create(client)
     except StatefsError as exc:
-        code = errno.errorcode.get(exc.errno, str(exc.errno))
+        code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
         emit(f"keystored: fatal {code} device key unavailable: {exc.strerror}")
         return 1
     if origin == "created":

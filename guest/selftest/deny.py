@@ -96,7 +96,9 @@ def check_deny(statefs: StatefsClient, socket_path: str, identity: Identity = AP
     for name, wanted in EXPECTED.items():
         got = results.get(name)
         if got != wanted:
-            shown = errno.errorcode.get(got, got) if got else "success"
+            shown = "success"
+            if isinstance(got, int) and got:
+                shown = errno.errorcode.get(got, str(got))
             expected = errno.errorcode.get(wanted, wanted) if wanted else "success"
             return f"{identity.name}: {name} gave {shown}, expected {expected}"
     after = statefs.get(BOOTCTL_KEY)

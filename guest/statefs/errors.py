@@ -15,7 +15,8 @@ class StatefsError(OSError):
         super().__init__(code, message)
 
     def __str__(self) -> str:
-        return f"[{_errno.errorcode.get(self.errno, self.errno)}] {self.strerror}"
+        code = self.errno or 0
+        return f"[{_errno.errorcode.get(code, code)}] {self.strerror}"
 
 
 class UnformattedError(StatefsError):

@@ -8,6 +8,9 @@ from guest.statefsd import protocol
 DEFAULT_SOCKET = "/run/statefsd/statefsd.sock"
 
 
+#: Puts ``(key, value)`` and deletes ``(key, None)`` (named here: the class has a ``list``).
+BatchOperations = list[tuple[str, bytes | None]]
+
 class StatefsClient(FrameClient):
     """A connection to statefsd: the store's API over the socket, plus REOPEN and STATS."""
 
@@ -45,7 +48,7 @@ class StatefsClient(FrameClient):
     def sync(self) -> None:
         self.request(protocol.OP_SYNC)
 
-    def batch(self, operations: list[tuple[str, bytes | None]]) -> None:
+    def batch(self, operations: BatchOperations) -> None:
         """Apply puts and deletes (value ``None``) all or nothing, durably, as one commit."""
         self.request(protocol.OP_BATCH, value=protocol.encode_batch(operations))
 

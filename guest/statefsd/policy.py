@@ -26,7 +26,7 @@ WRITE = "write"
 LIST = "list"
 RIGHTS = frozenset((READ, WRITE, LIST))
 ADMIN_OPS = frozenset(("reopen", "fsck", "stats"))
-NONE = frozenset()
+NONE: frozenset[str] = frozenset()
 
 
 class PolicyError(StatefsError):

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from guest.console import emit
 from guest.ipc import frames
 from guest.ipc.frames import Frame
-from guest.ipc.server import FrameServer, Peer, ok
+from guest.ipc.server import FrameServer, Handler, Peer, ok
 from guest.statefs.blockdev import BlockDevice
 from guest.statefs.errors import StatefsError
 from guest.statefs.layout import RECORD_HEADER_BYTES, round_up
@@ -77,7 +77,7 @@ class StatefsServer:
         self.overwritten = ""
         self.policy = policy
         self.audit = audit or DenialAudit(name=name)
-        handlers = {
+        handlers: dict[int, Handler] = {
             frames.OP_HELLO: self._hello,
             protocol.OP_PUT: self._put,
             protocol.OP_GET: self._get,
@@ -120,7 +120,7 @@ class StatefsServer:
                     if exc.errno != errno.EMEDIUMTYPE or not force_format:
                         raise
                     store = Store.format(dev, self._config, record_limit=record_limit_for(dev))
-                    formatted, self.overwritten = True, exc.strerror
+                    formatted, self.overwritten = True, exc.strerror or str(exc)
             else:
                 store, formatted = Store.open(dev, self._config), False
         except BaseException:
@@ -253,7 +253,7 @@ class StatefsServer:
             discarded = store.pending_ops
             store.close(sync=False)
         self.open_store(format_if_blank=False)
-        stats = self.store.stats()
+        stats = self._require_store().stats()
         stats["discarded_pending_ops"] = discarded
         return self._json(request, stats)
 
@@ -305,7 +305,7 @@ def run_daemon(
         code = errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno else "EIO"
         emit(f"statefsd: fatal {code} opening {device_path}: {exc.strerror or exc}")
         return 1
-    store = server.store
+    store = server._require_store()
     if formatted and server.overwritten:
         emit(f"statefsd: formatted {device_path} over what it held (sq.format=force): "
              f"{server.overwritten}")  # fmt: skip

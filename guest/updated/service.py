@@ -98,7 +98,7 @@ def run_updated(
         client = StatefsClient.connect(statefsd_socket, wait=10.0)
         state, origin = load_or_init(client)
     except StatefsError as exc:
-        code = errno.errorcode.get(exc.errno, str(exc.errno))
+        code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
         emit(f"updated: fatal {code} bootctl unavailable: {exc.strerror}")
         return 1
     summary = json.dumps(state.to_json()["slots"], sort_keys=True, separators=(",", ":"))

@@ -150,7 +150,7 @@ def command(args: argparse.Namespace) -> int:
         format_disk=args.format_disk,
         until_phase=args.until_phase,
     )
-    echo = (lambda text: (sys.stdout.write(text), sys.stdout.flush())) if args.console else None
+    echo = _echo if args.console else None
     runner = ContractRunner(
         session.config,
         contract,
@@ -193,9 +193,9 @@ def command(args: argparse.Namespace) -> int:
     if args.junit is not None:
         out.say(f"junit: {args.junit}")
     if recorder is not None and result.boots:
-        failed = next((b.number for b in result.boots if not b.passed), None)
-        number = failed if failed is not None else result.boots[0].number
-        what = f"replay the failing boot {number}" if failed is not None else "replay a boot"
+        failing = next((b.number for b in result.boots if not b.passed), None)
+        number = failing if failing is not None else result.boots[0].number
+        what = f"replay the failing boot {number}" if failing is not None else "replay a boot"
         out.say(f"{what}: {replay_command(run_dir, number)}")
     return EXIT_PASSED if result.passed else EXIT_FAILED
 
@@ -210,3 +210,9 @@ def _describe_lane(lane: Lane) -> str:
     parts.append("recorded (record/replay)" if settings.record else "")
     parts.append(f"timeouts x{lane.multiplier:g}")
     return f"profile: {lane.contract.profile_name} (" + ", ".join(p for p in parts if p) + ")"
+
+
+def _echo(text: str) -> None:
+    """``--console``: the guest's output as it arrives."""
+    sys.stdout.write(text)
+    sys.stdout.flush()

@@ -148,7 +148,8 @@ def diff_boot(number: int, a: ReplayedBoot | None, b: ReplayedBoot | None) -> Bo
     order_a, order_b = _order(a), _order(b)
     arrivals_a = a.matcher.arrivals if a else {}
     arrivals_b = b.matcher.arrivals if b else {}
-    contract_order = [m.id for m in (a or b).matcher.contract.markers] if (a or b) else []
+    either = a or b
+    contract_order = [m.id for m in either.matcher.contract.markers] if either else []
     timing = [
         Drift(marker, arrivals_a[marker].at, arrivals_b[marker].at)
         for marker in contract_order

@@ -41,7 +41,7 @@ def parse_phases(
         raise fail("phase must be an array of tables ([[phase]])")
     by_id = {m.id: m for m in markers}
     owner: dict[str, str] = {}
-    phases = []
+    phases: list[Phase] = []
     for entry in entries:
         extra = set(entry) - {"name", "markers", "description"}
         if extra:

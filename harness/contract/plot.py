@@ -59,8 +59,8 @@ def _shade_phases(ax: Any, boot: ReplayedBoot, y: float, colours: dict[str, str]
     failed = first_failed_phase(m.contract, m.arrivals, m.failure)
     start = 0.0
     for phase, members in boot_phases(m.contract.phases, m.contract):
-        times = [m.arrivals[x.id].at for x in members if x.id in m.arrivals]
-        times = [t for t in times if t is not None]
+        arrived = (m.arrivals[x.id].at for x in members if x.id in m.arrivals)
+        times = [t for t in arrived if t is not None]
         is_failed = failed is not None and failed.name == phase.name
         if is_failed and m.failure is not None and m.failure.at is not None:
             times.append(m.failure.at)  # the failed phase runs up to the failure line

@@ -114,7 +114,7 @@ class Report:
 def table(report: Report) -> list[str]:
     """The per-run table, a totals row, then the failures (each with its command)."""
     head = ["seed", "writes", "flushes", "compact", "windows", *KINDS, "judged", "booted", "fail"]
-    rows = []
+    rows: list[list[Any]] = []
     for run in sorted(report.runs, key=lambda run: run.seed):
         rows.append(
             [run.seed, run.writes, run.flushes, run.compactions, run.windows]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
+import io
 import json
 import logging
 import marshal
@@ -35,6 +36,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.atomic import write_json
 from harness.image import treeclosure
@@ -130,7 +132,9 @@ def closure(
         _save(cached, kept)
         return kept
     finder = modulefinder.ModuleFinder(excludes=excluded)
-    finder.load_module("__statefs_qemu_roots__", _StringFile(script), "<roots>", ("", "r", 1))
+    # file_info's third field is imp's PY_SOURCE (1), which typeshed declares as a str.
+    source_info: Any = ("", "r", 1)
+    finder.load_module("__statefs_qemu_roots__", io.StringIO(script + "\n"), "<roots>", source_info)
     unknown = sorted(name for name in extra if name not in finder.modules)
     if unknown:
         log.warning("[stdlib].extra names modules this Python does not have: %s", unknown)
@@ -149,16 +153,6 @@ def _save(cached: Path | None, kept: frozenset[str]) -> None:
             write_json(cached, sorted(kept), indent=None)
         except OSError as exc:
             log.debug("cannot cache the stdlib closure in %s: %s", cached, exc)
-
-
-class _StringFile:
-    """The file object modulefinder.load_module reads a script from."""
-
-    def __init__(self, text: str) -> None:
-        self._text = text + "\n"
-
-    def read(self) -> str:
-        return self._text
 
 
 def _is_excluded(name: str, excluded: Sequence[str]) -> bool:

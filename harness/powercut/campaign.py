@@ -52,6 +52,7 @@ from harness.powercut.triggers import (
 )
 from harness.powercut.verdict import Judgement, Verdict, judge
 from harness.powercut.watch import BootWatch, WriterProgress, boot_contract
+from harness.vm.accel import AccelChoice
 from harness.vm.config import Accel, MachineConfig
 from harness.vm.disks import create_disk
 from harness.vm.machine import Machine
@@ -175,7 +176,7 @@ class Campaign:
         self.nonce = nonce_for(options.seed)
         self.disk = run_dir / "disk.img"
         self.state_dir = run_dir / "cache"
-        self._accel = None
+        self._accel: AccelChoice | None = None
 
     def run(self) -> CampaignResult:
         options = self.options
@@ -235,7 +236,7 @@ class Campaign:
     # -- one boot ---------------------------------------------------------------------------
     def _kernel_args(self, number: int, final: bool) -> tuple[str, ...]:
         options = self.options
-        args = ("sq.mode=powercut", f"sq.boot={number}", f"sq.nonce={self.nonce}")
+        args: tuple[str, ...] = ("sq.mode=powercut", f"sq.boot={number}", f"sq.nonce={self.nonce}")
         args += (f"sq.value_max={options.value_max}", f"sq.request_kib={options.request_kib}")
         return (*args, "sq.writes=0") if final else args
 
@@ -349,9 +350,9 @@ class Campaign:
             outcome.write_failure = watch.failure or "the console ended before the cut"
             return
         wait = COMPACTION_WAIT if plan.trigger == "compaction" else TRIGGER_WAIT
-        condition = writing_condition(plan.trigger, self.state_dir, self.disk, rng)
+        writing = writing_condition(plan.trigger, self.state_dir, self.disk, rng)
         outcome.cut_trigger = await_trigger(
-            plan.trigger, condition, server, watch, Deadline(wait * scale)
+            plan.trigger, writing, server, watch, Deadline(wait * scale)
         )
         if watch.failed or watch.ended:
             outcome.write_failure = watch.failure or "the console ended before the cut"

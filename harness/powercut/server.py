@@ -32,7 +32,7 @@ import signal
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from harness.errors import DependencyMissing
 from harness.powercut.cache import require_resolved
@@ -123,7 +123,7 @@ class DiskServer:
             raise DiskServerError(f"{self!r}: no socket before start()")
         return self._dir / SOCKET_NAME
 
-    def disk_spec(self, **kwargs: object) -> DiskSpec:
+    def disk_spec(self, **kwargs: Any) -> DiskSpec:
         """The VM's ``-drive``: raw over NBD, ``cache=writeback`` so guest flushes reach us."""
         return DiskSpec.nbd_unix(self.socket_path, format="raw", cache="writeback", **kwargs)
 

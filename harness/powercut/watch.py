@@ -50,7 +50,7 @@ def boot_contract(contract: Contract, number: int, *, timeout: float) -> BootCon
     for marker_id, group in groups.items():
         if group not in by_id[marker_id].pattern.regex.groupindex:
             raise ContractError(f"{contract.source}: marker {marker_id} needs a group {group!r}")
-    markers = (
+    markers: tuple[Marker, ...] = (
         dataclasses.replace(by_id[RECOVER_MARKER], required=True),
         by_id[ISSUE_MARKER],
         by_id[ACKED_MARKER],

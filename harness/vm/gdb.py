@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 DEFAULT_GDB_PORT = 1234
 DEBUG_VMLINUX = "/usr/lib/debug/boot/vmlinux-{release}"
@@ -28,10 +28,12 @@ _LINUX_VERSION = re.compile(rb"Linux version (\S+) \(")
 
 
 class _Boot(Protocol):
-    record: dict
-    entry: dict
+    @property
+    def record(self) -> dict[str, Any]: ...
+    @property
+    def entry(self) -> dict[str, Any]: ...
 
-    def path(self, ref: dict | str) -> Path: ...
+    def path(self, ref: dict[str, Any] | str) -> Path: ...
 
 
 def kernel_release(kernel: Path) -> str | None:

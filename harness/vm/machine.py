@@ -330,11 +330,11 @@ class Machine:
             return
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("kill QEMU", self._ensure_dead),
-            ("close console", lambda: self._console and self._console.close()),
-            ("close QMP", lambda: self._qmp and self._qmp.close()),
-            ("close sockets", lambda: self._sockets and self._sockets.close()),
-            ("close stderr", lambda: self._stderr and self._stderr.close()),
-            ("remove temp dir", lambda: self._sockets and self._sockets.remove()),
+            ("close console", lambda: _call_if_set(self._console, "close")),
+            ("close QMP", lambda: _call_if_set(self._qmp, "close")),
+            ("close sockets", lambda: _call_if_set(self._sockets, "close")),
+            ("close stderr", lambda: _call_if_set(self._stderr, "close")),
+            ("remove temp dir", lambda: _call_if_set(self._sockets, "remove")),
         ]
         interrupted: BaseException | None = None
         for what, step in steps:
@@ -438,3 +438,9 @@ class Machine:
             self.logger.exception(
                 "shutdown after %s failed", exc_type.__name__ if exc_type else "?"
             )
+
+
+def _call_if_set(target: object, method: str) -> None:
+    """A clean-up step on a part that may never have been created."""
+    if target is not None:
+        getattr(target, method)()

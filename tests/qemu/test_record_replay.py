@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.contract.runner import ContractRunner, RunOptions, contract_config, create_disk
+from harness.contract.runner import ContractRunner, RunOptions, contract_config
 from harness.contract.spec import Contract
 from harness.image import ensure_image
+from harness.vm.disks import create_disk
 from harness.vm.recording import RunRecorder
 from harness.vm.replayer import replay_boot
 from harness.vm.replaying import RecordError, check_boot, load_boot
