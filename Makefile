@@ -18,7 +18,7 @@ help:
 	@echo "make test        lint + every host test + the QEMU tests, then the riscv64 lane"
 	@echo "make unit        host tests only, no VM"
 	@echo "make image       build the guest image into build/images/$(ARCH)"
-	@echo "make lint        ruff check + format check"
+	@echo "make lint        ruff check + format check + mypy (guest/, harness/)"
 	@echo "make bench       print the benchmark tables"
 
 setup:
@@ -27,6 +27,7 @@ setup:
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 fmt: setup
 	$(VENV)/bin/ruff format .

@@ -57,7 +57,8 @@ def check_device(dev: BlockDevice, expected: dict[str, bytes] | None = None) -> 
         report.errors.append(f"cannot read the superblocks: {exc}")
         return report
     for state in slots:
-        text = f"valid, generation {state.superblock.generation}" if state.valid else state.reason
+        sb = state.superblock
+        text = f"valid, generation {sb.generation}" if sb is not None else state.reason
         report.slots.append({"slot": state.slot, "state": text, "valid": state.valid})
     try:
         current = select(dev, slots)

@@ -270,6 +270,13 @@ class RecordInfo:
     """One record found by :func:`verified_records`: where it is and what its header says."""
 
     __slots__ = ("flags", "lba", "offset", "op_count", "payload_bytes", "sectors", "seq")
+    flags: int
+    lba: int
+    offset: int
+    op_count: int
+    payload_bytes: int
+    sectors: int
+    seq: int
 
     def __init__(self, **fields: int) -> None:
         for name, value in fields.items():

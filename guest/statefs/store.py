@@ -21,39 +21,36 @@ disk is unknown, and replay on reopen is the only honest way to find out.
 """
 
 import errno
-import os
 import time
 from collections.abc import Iterable
 
-from guest.statefs.blank import describe_non_blank
 from guest.statefs.blockdev import BlockDevice
-from guest.statefs.compaction import snapshot_bytes_bound, snapshot_records
+from guest.statefs.compaction import (
+    CompactionCommit,
+    live_room,
+    snapshot_bytes_bound,
+    surely_fits_below,
+)
+from guest.statefs.config import StoreConfig
 from guest.statefs.crc import BACKEND as CRC_BACKEND
 from guest.statefs.errors import CorruptionError, StatefsError, UnformattedError
 from guest.statefs.layout import (
-    DEFAULT_RECORD_LIMIT,
-    EPOCH_MASK,
     KIND_TXN,
-    MAX_OP_BYTES,
     MAX_VALUE_BYTES,
-    MIN_RECORDS_PER_REGION,
     OP_DELETE,
     OP_HEADER,
     OP_HEADER_BYTES,
     OP_PUT,
     RECORD_HEADER_BYTES,
-    RECORD_MAGIC,
-    REGION_COUNT,
-    SUPERBLOCK_SLOTS,
     Superblock,
-    encode_record,
-    min_record_limit,
 )
 from guest.statefs.paths import is_normal_key, normalize_key, normalize_prefix
 from guest.statefs.replay import ReplayResult, replay
 from guest.statefs.superblock import read_slots
 from guest.statefs.superblock import select as select_superblock
-from guest.values import Value
+from guest.statefs.volume import check_fits, refuse_unless_blank, write_new_volume
+
+__all__ = ["Store", "StoreConfig"]
 
 BytesLike = bytes | bytearray | memoryview
 
@@ -62,95 +59,10 @@ CLOSE_COMPACT_RATIO = 2
 #: ...and longer than this (a short journal replays fast anyway).
 CLOSE_COMPACT_MIN_BYTES = 256 * 1024
 
-#: The live set may fill at most this fraction of a region (LIVE_FILL_NUM / LIVE_FILL_DEN), so
-#: a region just compacted still has room for new commit groups.
-LIVE_FILL_NUM, LIVE_FILL_DEN = 7, 8
-
-
-class StoreConfig(Value):
-    """Tunables that do not change the on-disk format.
-
-    ``compact_min_bytes`` and ``compact_garbage_ratio``: ``sync()`` compacts instead of
-    appending when the journal would exceed both ``compact_min_bytes`` and
-    ``compact_garbage_ratio`` times the size of a fresh snapshot. That keeps replay time
-    proportional to the live set, not to the history. It also compacts when the next record
-    does not fit in the region at all. ``read_only`` opens without ever writing.
-    """
-
-    __slots__ = ("compact_garbage_ratio", "compact_min_bytes", "read_only")
-    compact_min_bytes: int
-    compact_garbage_ratio: float
-    read_only: bool
-
-    def __init__(
-        self,
-        compact_min_bytes: int = 1 << 20,
-        compact_garbage_ratio: float = 4.0,
-        read_only: bool = False,
-    ) -> None:
-        if compact_min_bytes < 0 or compact_garbage_ratio < 1.0:
-            raise StatefsError(errno.EINVAL, "compaction thresholds out of range")
-        self._set(
-            compact_min_bytes=compact_min_bytes,
-            compact_garbage_ratio=compact_garbage_ratio,
-            read_only=read_only,
-        )
-
-
-def layout_for(dev: BlockDevice, record_limit: int | None = None) -> tuple[int, int]:
-    """(region_sectors, record_limit) for a device, or EINVAL if it is too small."""
-    ss = dev.sector_size
-    region_sectors = (dev.sector_count - SUPERBLOCK_SLOTS) // REGION_COUNT
-    region_bytes = region_sectors * ss
-    smallest = min_record_limit(ss)
-    if record_limit is None:
-        record_limit = min(DEFAULT_RECORD_LIMIT, region_bytes // MIN_RECORDS_PER_REGION)
-        record_limit -= record_limit % ss
-        record_limit = max(record_limit, smallest)
-    if record_limit < smallest or record_limit % ss:
-        raise StatefsError(errno.EINVAL, f"record limit must be a multiple of {ss} >= {smallest}")
-    if region_bytes < MIN_RECORDS_PER_REGION * record_limit:
-        need = SUPERBLOCK_SLOTS * ss + REGION_COUNT * MIN_RECORDS_PER_REGION * record_limit
-        raise StatefsError(
-            errno.EINVAL, f"device of {dev.size_bytes} bytes is too small (need {need} bytes)"
-        )
-    return region_sectors, record_limit
-
-
-def _refuse_if_journal_present(dev: BlockDevice) -> None:
-    """No superblock, but a journal region starts with a record: that is a store whose
-    superblocks were destroyed, not a blank device (a format never writes a record), so it
-    must not be formatted over. Raises CorruptionError; returns if the regions look blank."""
-    try:
-        region_sectors, _ = layout_for(dev)
-    except StatefsError:
-        return  # too small to have held a store
-    for region in range(REGION_COUNT):
-        lba = SUPERBLOCK_SLOTS + region * region_sectors
-        if dev.read(lba, 1).startswith(RECORD_MAGIC):
-            raise CorruptionError(
-                f"no valid superblock, but journal region {region} (LBA {lba}) holds statefs "
-                "records: refusing to treat the device as blank",
-                lba=0,
-            )
-
-
-def _surely_fits_below(sb: Superblock) -> int:
-    """Live-set size under which the ENOSPC check cannot fail, whatever the key count, so
-    ``put`` can skip computing the snapshot bound (-1 when no such shortcut exists)."""
-    room = sb.region_bytes * LIVE_FILL_NUM // LIVE_FILL_DEN
-    per_record = sb.record_limit - RECORD_HEADER_BYTES - MAX_OP_BYTES
-    overhead = RECORD_HEADER_BYTES + sb.sector_size
-    if per_record <= 0:
-        return -1
-    # bound(x) <= x + (x / per_record + 1) * overhead <= room
-    return int((room - overhead) * per_record / (per_record + overhead)) - 1
-
-
 _pack_op = OP_HEADER.pack
 
 
-class Store:
+class Store(CompactionCommit):
     """A journaled key/value store; open one with :meth:`open` or :meth:`format`."""
 
     def __init__(
@@ -177,7 +89,7 @@ class Store:
         self._pending_ops = 0
         self._failed: BaseException | None = None
         self._pending_limit = sb.record_limit - RECORD_HEADER_BYTES
-        self._fits_below = _surely_fits_below(sb)
+        self._fits_below = surely_fits_below(sb)
         self.replay = result
         #: "" or how the superblock was rebuilt from a damaged current copy (see superblock.py).
         self.rebuilt = ""
@@ -216,27 +128,10 @@ class Store:
         try:
             selection = select_superblock(dev, read_slots(dev))
         except UnformattedError:
-            _refuse_if_journal_present(dev)
-            found = describe_non_blank(dev)
-            if found:
-                raise StatefsError(
-                    errno.EMEDIUMTYPE,
-                    f"device holds no statefs store and is not blank: {found}; refusing to "
-                    "format over it (Store.format overwrites on purpose)",
-                ) from None
+            refuse_unless_blank(dev)
             raise
         sb = selection.superblock
-        if sb.sector_size != dev.sector_size:
-            raise StatefsError(
-                errno.EINVAL,
-                f"store was formatted with {sb.sector_size}-byte sectors, "
-                f"device has {dev.sector_size}",
-            )
-        if sb.sector_count > dev.sector_count:
-            raise StatefsError(
-                errno.EIO,
-                f"device has {dev.sector_count} sectors, store needs {sb.sector_count}",
-            )
+        check_fits(sb, dev)
         try:
             result = replay(dev, sb)
         except CorruptionError as exc:
@@ -260,52 +155,13 @@ class Store:
         epoch: int | None = None,
         record_limit: int | None = None,
     ) -> "Store":
-        """Write a new, empty store to ``dev`` and return it open.
-
-        The new superblock gets a generation above any valid one on the device and goes to
-        both slots, so it wins over an earlier store the moment its first write completes (and
-        loses, leaving the old store whole, if that write is torn). The random volume id salts
-        every record CRC, so records of any earlier format are never replayed.
-        """
+        """Write a new, empty store to ``dev`` and return it open (see
+        :func:`guest.statefs.volume.write_new_volume`: an earlier store on the device stays whole
+        until the first new superblock is written, and its records are never replayed)."""
         config = config or StoreConfig()
         if config.read_only:
             raise StatefsError(errno.EROFS, "cannot format a read-only store")
-        region_sectors, record_limit = layout_for(dev, record_limit)
-        try:
-            slots = read_slots(dev)
-        except OSError as exc:
-            raise StatefsError(errno.EIO, f"device read failed while formatting: {exc}") from exc
-        newest = max(
-            (state for state in slots if state.valid),
-            key=lambda state: state.superblock.generation,
-            default=None,
-        )
-        generation = newest.superblock.generation + 1 if newest else 1
-        first = 1 - newest.slot if newest else 1
-        if volume_id is None:
-            volume_id = int.from_bytes(os.urandom(8), "little")
-        if epoch is None:
-            epoch = int.from_bytes(os.urandom(4), "little")
-        sb = Superblock(
-            sector_size=dev.sector_size,
-            sector_count=dev.sector_count,
-            generation=generation,
-            epoch=epoch,
-            active_region=0,
-            region_sectors=region_sectors,
-            volume_id=volume_id,
-            record_limit=record_limit,
-        )
-        # Both copies, the one not holding the newest old superblock first, each flushed: a cut
-        # during the first write leaves the old store (or, on a blank device, a torn copy next
-        # to an empty one, which reads as unformatted); after it, the new store wins.
-        encoded = sb.encode()
-        try:
-            for slot in (first, 1 - first):
-                dev.write(slot, encoded)
-                dev.flush()
-        except OSError as exc:
-            raise StatefsError(errno.EIO, f"device write failed while formatting: {exc}") from exc
+        write_new_volume(dev, volume_id=volume_id, epoch=epoch, record_limit=record_limit)
         return cls.open(dev, config)
 
     @classmethod
@@ -582,128 +438,8 @@ class Store:
     def _check_live_room(self, live_bytes: int, live_keys: int) -> None:
         sb = self._sb
         need = snapshot_bytes_bound(live_bytes, live_keys, sb.sector_size, sb.record_limit)
-        room = sb.region_bytes * LIVE_FILL_NUM // LIVE_FILL_DEN
+        room = live_room(sb)
         if need > room:
             raise StatefsError(
                 errno.ENOSPC, f"live set would need {need} bytes; the store holds {room}"
             )
-
-    def _record(self, kind: int, op_count: int, payload: bytes | bytearray) -> bytes:
-        return encode_record(
-            kind=kind,
-            epoch=self._sb.epoch,
-            seq=self._seq,
-            op_count=op_count,
-            payload=payload,
-            salt=self._sb.salt,
-            sector_size=self._sb.sector_size,
-        )
-
-    def _should_compact(self, record_bytes: int) -> bool:
-        end = self._offset + record_bytes
-        if end > self._sb.region_bytes:
-            return True
-        config = self._config
-        if end <= config.compact_min_bytes:
-            return False
-        snapshot = snapshot_bytes_bound(
-            self._live_bytes, len(self._live), self._sb.sector_size, self._sb.record_limit
-        )
-        return end > config.compact_garbage_ratio * max(snapshot, self._sb.sector_size)
-
-    def _io(self, action, *args) -> None:
-        try:
-            action(*args)
-        except OSError as exc:
-            self._failed = exc
-            raise StatefsError(errno.EIO, f"device I/O failed: {exc}") from exc
-
-    def _append(self, record: bytes) -> None:
-        lba = self._sb.region_start(self._sb.active_region) + self._offset // self._sb.sector_size
-        self._io(self._dev.write, lba, record)
-        self._io(self._dev.flush)
-        self._offset += len(record)
-        self._seq += 1
-        self.counters["records_written"] += 1
-        self.counters["bytes_written"] += len(record)
-        self.counters["flushes"] += 1
-
-    def _seal(self) -> None:
-        """Zero the header sector of a torn group before anything else is written.
-
-        The debris carries this epoch and the expected sequence number. Left in place, a later
-        torn write over that sector could supply exactly the bytes it misses (every record
-        starts with the same magic, and a retry may repeat the same payload) and make the
-        dropped group verify: a resurrection. A zeroed sector can never become that header
-        again; a torn zeroing leaves debris the next open finds and zeroes again.
-        """
-        sb = self._sb
-        lba = sb.region_start(sb.active_region) + self._offset // sb.sector_size
-        self._io(self._dev.write, lba, bytes(sb.sector_size))
-        self._io(self._dev.flush)
-        self.counters["seals"] += 1
-        self.counters["bytes_written"] += sb.sector_size
-        self.counters["flushes"] += 1
-
-    def _next_epoch(self) -> int:
-        """The epoch for the next compaction: above every epoch any record was ever written with.
-
-        The current superblock's ``epoch_ceiling`` is the highest epoch a compaction was ever
-        allowed to use (each compaction raises it, durably, before writing a record). If the
-        other superblock copy is damaged it may have been a reservation one higher that this
-        copy never saw, so that epoch is skipped too.
-        """
-        step = 2 if self._peer_damaged else 1
-        return (self._sb.epoch_ceiling + step) & EPOCH_MASK
-
-    def _write_superblock(self, sb: Superblock) -> None:
-        """Write ``sb`` into the copy that is not current and flush; it then is current."""
-        slot = 1 - self._slot
-        self._io(self._dev.write, slot, sb.encode())
-        self._io(self._dev.flush)
-        self._sb = sb
-        self._slot = slot
-        self._peer_damaged = False
-        self.counters["bytes_written"] += sb.sector_size
-        self.counters["flushes"] += 1
-
-    def _compact(self) -> None:
-        sb = self._sb
-        target = 1 - sb.active_region
-        epoch = self._next_epoch()
-        records = list(
-            snapshot_records(
-                self._live, epoch=epoch, salt=sb.salt, sector_size=sb.sector_size,
-                record_limit=sb.record_limit,
-            )
-        )  # fmt: skip
-        total = sum(len(record) for record in records)
-        if total > sb.region_bytes:
-            raise StatefsError(errno.ENOSPC, f"live set needs {total} bytes, region holds "
-                               f"{sb.region_bytes}")  # fmt: skip
-        # 1. Reserve the epoch: the same state, with the ceiling raised, durable before any
-        # record of that epoch exists. A compaction cut after this point leaves records of
-        # ``epoch`` in the target region, and the next compaction takes a higher epoch, so
-        # those records can never be read as part of a later journal of that region.
-        self._write_superblock(sb.replace(generation=sb.generation + 1, epoch_ceiling=epoch))
-        # 2. The snapshot, flushed before the superblock that names it.
-        lba = sb.region_start(target)
-        for record in records:
-            self._io(self._dev.write, lba, record)
-            lba += len(record) // sb.sector_size
-        self._io(self._dev.flush)
-        # 3. The commit point: the superblock naming the target region.
-        self._write_superblock(
-            self._sb.replace(
-                generation=self._sb.generation + 1,
-                epoch=epoch,
-                active_region=target,
-                snapshot_sectors=total // sb.sector_size,
-            )
-        )
-        self._offset = total
-        self._seq = len(records) + 1
-        self.counters["compactions"] += 1
-        self.counters["records_written"] += len(records)
-        self.counters["bytes_written"] += total
-        self.counters["flushes"] += 1

@@ -49,6 +49,12 @@ class SlotState(Value):
     def __init__(self, slot: int, superblock: Superblock | None, reason: str) -> None:
         self._set(slot=slot, superblock=superblock, reason=reason)
 
+    def verified(self) -> Superblock:
+        """The superblock of a copy that verified (EIO, naming the slot, for one that did not)."""
+        if self.superblock is None:
+            raise CorruptionError(f"superblock slot {self.slot}: {self.reason}", lba=self.slot)
+        return self.superblock
+
     @property
     def valid(self) -> bool:
         return self.superblock is not None
@@ -72,7 +78,7 @@ def choose(slots: list[SlotState]) -> SlotState:
     """
     valid = [state for state in slots if state.valid]
     if valid:
-        return max(valid, key=lambda state: (state.superblock.generation, -state.slot))
+        return max(valid, key=lambda state: (state.verified().generation, -state.slot))
     empty = sum(state.reason == "empty" for state in slots)
     if empty == len(slots):
         raise UnformattedError("device holds no statefs superblock")
@@ -126,7 +132,7 @@ def select(dev: BlockDevice, slots: list[SlotState]) -> Selection:
     current = choose(slots)
     peer = slots[1 - current.slot]
     damaged = not peer.valid and peer.reason != "empty"
-    sb = current.superblock
+    sb = current.verified()
     if not damaged or sb.epoch_ceiling == sb.epoch:
         return Selection(sb, current.slot, damaged, "")
     candidate = sb.replace(

@@ -163,10 +163,10 @@ def dump_region(dev: BlockDevice, sb: Superblock, region: int) -> Iterator[str]:
 def cmd_dump(args: argparse.Namespace) -> int:
     with open_image(args.image, args.sector_size) as dev:
         slots = read_slots(dev)
-        valid = [state.superblock for state in slots if state.valid]
+        valid = [state.superblock for state in slots if state.superblock is not None]
         for state in slots:
-            if state.valid:
-                sb = state.superblock
+            sb = state.superblock
+            if sb is not None:
                 print(
                     f"superblock slot {state.slot}: generation {sb.generation}, region "
                     f"{sb.active_region}, epoch {sb.epoch}, ceiling {sb.epoch_ceiling}, "

@@ -23,7 +23,8 @@ from guest.statefs.blockdev import BlockDevice
 from guest.statefs.errors import StatefsError
 from guest.statefs.layout import RECORD_HEADER_BYTES, round_up
 from guest.statefs.paths import normalize_key, normalize_prefix
-from guest.statefs.store import Store, StoreConfig, layout_for
+from guest.statefs.store import Store, StoreConfig
+from guest.statefs.volume import layout_for
 from guest.statefsd import protocol
 from guest.statefsd.audit import DenialAudit
 from guest.statefsd.policy import LIST, POLICY_PATH, READ, WRITE, Policy, PolicyError

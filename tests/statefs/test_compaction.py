@@ -158,7 +158,8 @@ def test_a_sync_that_compacts_is_atomic_under_power_cuts():
 )
 @settings(max_examples=300, deadline=None, derandomize=True)
 def test_the_put_fast_path_never_skips_a_real_enospc(live_bytes, live_keys, sectors, sector_size):
-    from guest.statefs.store import LIVE_FILL_DEN, LIVE_FILL_NUM, _surely_fits_below, layout_for
+    from guest.statefs.compaction import LIVE_FILL_DEN, LIVE_FILL_NUM, surely_fits_below
+    from guest.statefs.volume import layout_for
 
     if sector_size == 4096:
         sectors //= 8
@@ -166,7 +167,7 @@ def test_the_put_fast_path_never_skips_a_real_enospc(live_bytes, live_keys, sect
     region_sectors, record_limit = layout_for(dev)
     sb = Superblock(sector_size, sectors, 1, 1, 0, region_sectors, 1, record_limit)
     room = sb.region_bytes * LIVE_FILL_NUM // LIVE_FILL_DEN
-    if live_bytes <= _surely_fits_below(sb):
+    if live_bytes <= surely_fits_below(sb):
         assert snapshot_bytes_bound(live_bytes, live_keys, sector_size, record_limit) <= room
 
 
