@@ -7,7 +7,6 @@ under TCG emulation, paid again by every forked service. A :class:`Value` subcla
 ``repr`` and :meth:`replace` from its slots, and refuses assignment afterwards.
 """
 
-
 #: ``typing`` is not imported at run time (start-up cost); a type checker takes this branch.
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -11,6 +11,7 @@ DEFAULT_SOCKET = "/run/statefsd/statefsd.sock"
 #: Puts ``(key, value)`` and deletes ``(key, None)`` (named here: the class has a ``list``).
 BatchOperations = list[tuple[str, bytes | None]]
 
+
 class StatefsClient(FrameClient):
     """A connection to statefsd: the store's API over the socket, plus REOPEN and STATS."""
 
