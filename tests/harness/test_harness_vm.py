@@ -54,10 +54,10 @@ def test_shuffled_fake_markers_match_order_tolerantly(vm_factory):
     assert [a.line for a in arrived if a.line.startswith("FAKE")] == [
         line for line in printed if line.startswith("FAKE")
     ][:4]
-    assert matcher.counts["m" + str(FAKE_MARKERS.index(printed[0]))] == 2
+    assert matcher.counts[printed[0]] == 2  # an ad-hoc marker's id is its text
     assert machine.exit_info is not None
     assert machine.exit_info.guest_powered_off
-    first_line = matcher.arrivals["m4"]
+    first_line = matcher.arrivals[r"init: started \(python (?P<v>[\d.]+)\)"]
     print(
         f"boot to first console line: {first_line.at:.2f} s; "
         f"power-off at {machine.exit_info.at:.2f} s"
@@ -227,7 +227,12 @@ def _assert_device_key_never_left_the_disk(runs_dir: Path, output: str) -> None:
     fingerprint = DeviceKey(seed).fingerprint
     for log in uart_logs:
         assert f"keystored: device key fingerprint {fingerprint}".encode() in log.read_bytes()
-    artifacts = [p for p in run_dir.rglob("*") if p.is_file() and p.name != "disk.img"]
+    # disk.img and its copies taken before a later boot (so that boot can be replayed) hold it.
+    artifacts = [
+        p
+        for p in run_dir.rglob("*")
+        if p.is_file() and p.name != "disk.img" and not p.name.startswith("disk.before-boot")
+    ]
     assert len(artifacts) >= 10
     for path in artifacts:
         assert find_leaks(path.read_bytes(), seed) == [], f"the device key leaked into {path}"
