@@ -18,12 +18,13 @@ from guest.statefs.layout import (
     EPOCH_MASK,
     FLAG_SNAPSHOT,
     FLAG_SNAPSHOT_END,
+    JOURNAL_PUT,
     KIND_TXN,
     MAX_OP_BYTES,
-    OP_HEADER,
-    OP_PUT,
+    OP_HEADER_BYTES,
     RECORD_HEADER_BYTES,
     Superblock,
+    append_op,
     encode_record,
 )
 
@@ -49,11 +50,10 @@ def snapshot_records(
     payload = bytearray()
     ops = 0
     seq = 1
-    pack = OP_HEADER.pack
     for key in sorted(live):
         value = live[key]
         encoded = key.encode("utf-8")
-        size = OP_HEADER.size + len(encoded) + len(value)
+        size = OP_HEADER_BYTES + len(encoded) + len(value)
         if ops and len(payload) + size > payload_limit:
             yield encode_record(
                 kind=KIND_TXN, epoch=epoch, seq=seq, op_count=ops, payload=payload,
@@ -62,9 +62,7 @@ def snapshot_records(
             seq += 1
             payload = bytearray()
             ops = 0
-        payload += pack(OP_PUT, 0, len(encoded), len(value))
-        payload += encoded
-        payload += value
+        append_op(payload, JOURNAL_PUT, encoded, value)
         ops += 1
     yield encode_record(
         kind=KIND_TXN, epoch=epoch, seq=seq, op_count=ops, payload=payload,

@@ -14,6 +14,7 @@ compaction. A region holds a sequence of records, each starting on a sector boun
 """
 
 import struct
+from collections import namedtuple
 
 from guest.statefs.crc import crc32c
 from guest.statefs.paths import MAX_KEY_BYTES
@@ -38,8 +39,10 @@ KIND_TXN = 1
 FLAG_SNAPSHOT = 1
 FLAG_SNAPSHOT_END = 2
 
-OP_PUT = 1
-OP_DELETE = 2
+#: Journal operation codes (the ``op`` field of an operation header). statefsd's OP_BATCH
+#: reuses this encoding; its request codes (``guest.statefsd.protocol``) are another space.
+JOURNAL_PUT = 1
+JOURNAL_DELETE = 2
 
 #: Sector sizes a store can be formatted with.
 SECTOR_SIZES = (512, 1024, 2048, 4096)
@@ -94,6 +97,29 @@ OP_HEADER = _struct(OP_FIELDS)
 SUPERBLOCK_BYTES = SUPERBLOCK.size  # 68
 RECORD_HEADER_BYTES = RECORD_HEADER.size  # 32
 OP_HEADER_BYTES = OP_HEADER.size  # 8
+
+#: A record header by field name; the names are RECORD_FIELDS' (a test holds them equal).
+RecordHeader = namedtuple(
+    "RecordHeader",
+    ["magic", "crc", "epoch", "seq", "kind", "flags", "reserved", "op_count", "payload_bytes"],
+)
+
+
+def field_offset(fields: tuple[tuple[str, str, str], ...], name: str) -> int:
+    """Byte offset of field ``name`` in the struct built from ``fields``."""
+    codes: list[str] = []
+    for field, code, _ in fields:
+        if field == name:
+            return struct.calcsize("<" + "".join(codes))
+        codes.append(code)
+    raise KeyError(name)
+
+
+#: Where a record header holds its epoch and seq, the two fields that say which commit group
+#: a sector belongs to (what a torn header keeps even when its magic, CRC or length are gone).
+RECORD_PLACE = struct.Struct("<IQ")
+RECORD_PLACE_OFFSET = field_offset(RECORD_FIELDS, "epoch")
+RECORD_PLACE_END = RECORD_PLACE_OFFSET + RECORD_PLACE.size
 
 #: Byte offset of the first CRC-covered byte in a superblock and in a record header.
 CRC_COVERS_FROM = 8
@@ -291,8 +317,33 @@ def decode_superblock(sector: bytes) -> tuple[Superblock | None, str]:
     )
 
 
+def unpack_record_header(data: bytes | bytearray | memoryview, offset: int = 0) -> RecordHeader:
+    """The record header at ``data[offset:]``, fields by name (nothing is checked)."""
+    return RecordHeader._make(RECORD_HEADER.unpack_from(data, offset))
+
+
+def record_place(epoch: int, seq: int) -> bytes:
+    """The bytes at ``RECORD_PLACE_OFFSET`` of the header of record ``seq`` of ``epoch``."""
+    return RECORD_PLACE.pack(epoch, seq)
+
+
+_pack_op = OP_HEADER.pack
+
+
+def append_op(buf: bytearray, op: int, key: bytes, value: bytes = b"") -> int:
+    """Append one encoded operation to ``buf`` (the store's hot path: no temporary bytes);
+    returns its size."""
+    buf += _pack_op(op, 0, len(key), len(value))
+    buf += key
+    buf += value
+    return OP_HEADER_BYTES + len(key) + len(value)
+
+
 def encode_op(op: int, key: bytes, value: bytes = b"") -> bytes:
-    return OP_HEADER.pack(op, 0, len(key), len(value)) + key + value
+    """One encoded operation (a journal payload, or one entry of statefsd's OP_BATCH)."""
+    buf = bytearray()
+    append_op(buf, op, key, value)
+    return bytes(buf)
 
 
 def encode_record(

@@ -25,21 +25,22 @@ from guest.statefs.layout import (
     CRC_COVERS_FROM,
     FLAG_SNAPSHOT,
     FLAG_SNAPSHOT_END,
+    JOURNAL_DELETE,
+    JOURNAL_PUT,
     KIND_TXN,
-    OP_DELETE,
     OP_HEADER,
     OP_HEADER_BYTES,
-    OP_PUT,
-    RECORD_FIELDS,
-    RECORD_HEADER,
     RECORD_HEADER_BYTES,
     RECORD_MAGIC,
+    RECORD_PLACE_END,
+    RECORD_PLACE_OFFSET,
+    RecordHeader,
     Superblock,
+    record_place,
     round_up,
+    unpack_record_header,
 )
 from guest.statefs.paths import MAX_KEY_BYTES, NORMAL_ASCII_KEY, is_normal_key
-
-RECORD_NAMES = tuple(name for name, _, _ in RECORD_FIELDS)
 
 #: Device bytes read per request while replaying.
 READ_CHUNK_BYTES = 1 << 20
@@ -116,27 +117,25 @@ class _RegionReader:
         return self._buf[start:end]
 
 
-def _check_header(header: memoryview, sb: Superblock) -> tuple[tuple[int, ...] | None, str]:
-    if len(header) < RECORD_HEADER_BYTES:
+def _check_header(raw: memoryview, sb: Superblock) -> tuple[RecordHeader | None, str]:
+    if len(raw) < RECORD_HEADER_BYTES:
         return None, "end of region"
-    if header[:4] != RECORD_MAGIC:
-        return None, "zeros" if not any(header) else "no record"
-    fields = RECORD_HEADER.unpack(header)
-    if fields[8] > sb.record_limit - RECORD_HEADER_BYTES:
+    if raw[:4] != RECORD_MAGIC:
+        return None, "zeros" if not any(raw) else "no record"
+    header = unpack_record_header(raw)
+    if header.payload_bytes > sb.record_limit - RECORD_HEADER_BYTES:
         return None, "length out of bounds"
-    return fields, ""
+    return header, ""
 
 
-def _verify(reader: _RegionReader, offset: int, fields: tuple[int, ...], sb: Superblock) -> bool:
+def _verify(reader: _RegionReader, offset: int, header: RecordHeader, sb: Superblock) -> bool:
     """True if the record at ``offset`` (header already unpacked) fits and its CRC verifies."""
-    total = RECORD_HEADER_BYTES + fields[8]
+    total = RECORD_HEADER_BYTES + header.payload_bytes
     if offset + total > sb.region_bytes:
         return False
-    # The CRC covers header bytes 8.. and the payload, which are contiguous: one call.
-    return (
-        crc32c(reader.view(offset + CRC_COVERS_FROM, total - CRC_COVERS_FROM), sb.salt)
-        == (fields[1])
-    )
+    # The CRC covers the header from CRC_COVERS_FROM and the payload, which are contiguous.
+    covered = reader.view(offset + CRC_COVERS_FROM, total - CRC_COVERS_FROM)
+    return crc32c(covered, sb.salt) == header.crc
 
 
 def _apply_ops(data: bytes, pos: int, end: int, op_count: int, live: dict[str, bytes]) -> int:
@@ -168,10 +167,10 @@ def _apply_ops(data: bytes, pos: int, end: int, op_count: int, live: dict[str, b
         old = get(key)
         if old is None and not (fast_key(key) if key.isascii() else is_normal_key(key)):
             raise ValueError(f"key {key!r} is not a normalized /state key")
-        if op == OP_PUT:
+        if op == JOURNAL_PUT:
             live[key] = data[key_end:value_end]
             delta += header + key_len + value_len
-        elif op != OP_DELETE or value_len:
+        elif op != JOURNAL_DELETE or value_len:
             raise ValueError(f"unknown operation {op} (value_bytes={value_len})")
         elif old is not None:
             del live[key]
@@ -195,23 +194,25 @@ def replay(dev: BlockDevice, sb: Superblock) -> ReplayResult:
     start_lba = sb.region_start(sb.active_region)
     snapshot_end = sb.snapshot_sectors * sb.sector_size
     while True:
-        fields, reason = _check_header(reader.view(offset, RECORD_HEADER_BYTES), sb)
-        if fields is None:
+        header, reason = _check_header(reader.view(offset, RECORD_HEADER_BYTES), sb)
+        if header is None:
             break
-        if not _verify(reader, offset, fields, sb):
+        if not _verify(reader, offset, header, sb):
             reason = "crc mismatch"
             break
-        _, _, epoch, rec_seq, kind, flags, reserved, op_count, payload_bytes = fields
-        if epoch != sb.epoch:
+        if header.epoch != sb.epoch:
             reason = "stale epoch"
             break
-        if rec_seq != seq:
-            reason = "stale seq" if rec_seq < seq else "seq ahead"
+        if header.seq != seq:
+            reason = "stale seq" if header.seq < seq else "seq ahead"
             break
         lba = start_lba + offset // ss
-        if reserved or kind != KIND_TXN:
+        flags = header.flags
+        payload_bytes = header.payload_bytes
+        if header.reserved or header.kind != KIND_TXN:
             raise CorruptionError(
-                f"record seq {seq} at LBA {lba}: unknown kind {kind} or non-zero reserved field",
+                f"record seq {seq} at LBA {lba}: unknown kind {header.kind} or non-zero "
+                f"reserved field",
                 lba=lba,
             )
         size = round_up(RECORD_HEADER_BYTES + payload_bytes, ss)
@@ -229,11 +230,11 @@ def replay(dev: BlockDevice, sb: Superblock) -> ReplayResult:
         payload_start = first + RECORD_HEADER_BYTES
         try:
             live_bytes += _apply_ops(
-                data, payload_start, payload_start + payload_bytes, op_count, live
+                data, payload_start, payload_start + payload_bytes, header.op_count, live
             )
         except ValueError as exc:
             raise CorruptionError(f"record seq {seq} at LBA {lba}: {exc}", lba=lba) from None
-        ops += op_count
+        ops += header.op_count
         records += 1
         seq += 1
         offset += round_up(RECORD_HEADER_BYTES + payload_bytes, ss)
@@ -251,8 +252,8 @@ def replay(dev: BlockDevice, sb: Superblock) -> ReplayResult:
     # Debris of the expected group: its epoch and sequence number are there, whatever became
     # of the magic, the CRC or the length (a tear can split the header anywhere). Only such
     # debris could later be completed into a record that verifies, so only it needs a seal.
-    head = bytes(reader.view(offset, 20))
-    torn = head[8:20] == sb.epoch.to_bytes(4, "little") + seq.to_bytes(8, "little")
+    place = bytes(reader.view(offset + RECORD_PLACE_OFFSET, RECORD_PLACE_END - RECORD_PLACE_OFFSET))
+    torn = place == record_place(sb.epoch, seq)
     return ReplayResult(
         live=live,
         live_bytes=live_bytes,
@@ -295,22 +296,21 @@ def verified_records(dev: BlockDevice, sb: Superblock) -> list[RecordInfo]:
     found: list[RecordInfo] = []
     offset = 0
     while offset < sb.region_bytes:
-        fields, _ = _check_header(reader.view(offset, RECORD_HEADER_BYTES), sb)
-        if fields is None or not _verify(reader, offset, fields, sb):
+        header, _ = _check_header(reader.view(offset, RECORD_HEADER_BYTES), sb)
+        if header is None or not _verify(reader, offset, header, sb):
             break
-        header = dict(zip(RECORD_NAMES, fields, strict=True))
-        if header["epoch"] != sb.epoch or header["seq"] != len(found) + 1:
+        if header.epoch != sb.epoch or header.seq != len(found) + 1:
             break
-        size = round_up(RECORD_HEADER_BYTES + header["payload_bytes"], ss)
+        size = round_up(RECORD_HEADER_BYTES + header.payload_bytes, ss)
         found.append(
             RecordInfo(
                 offset=offset,
                 lba=sb.region_start(sb.active_region) + offset // ss,
                 sectors=size // ss,
-                seq=header["seq"],
-                flags=header["flags"],
-                op_count=header["op_count"],
-                payload_bytes=header["payload_bytes"],
+                seq=header.seq,
+                flags=header.flags,
+                op_count=header.op_count,
+                payload_bytes=header.payload_bytes,
             )
         )
         offset += size
@@ -333,19 +333,23 @@ def _scan_for_later_records(reader: _RegionReader, sb: Superblock, end: int, seq
     while found >= 0:
         pos = found - start
         if pos % ss == 0 and found + RECORD_HEADER_BYTES <= stop:
-            fields = RECORD_HEADER.unpack_from(data, found)
-            if fields[2] == sb.epoch and fields[3] > seq and fields[8] <= sb.record_limit:
-                budget -= RECORD_HEADER_BYTES + fields[8]
+            header = unpack_record_header(data, found)
+            if (
+                header.epoch == sb.epoch
+                and header.seq > seq
+                and header.payload_bytes <= sb.record_limit
+            ):
+                budget -= RECORD_HEADER_BYTES + header.payload_bytes
                 if budget < 0:
                     raise CorruptionError(
                         "journal tail holds too many record-like sectors to check; "
                         "refusing to guess where it ends"
                     )
-                if _verify(reader, end + pos, fields, sb):
+                if _verify(reader, end + pos, header, sb):
                     lba = sb.region_start(sb.active_region) + (end + pos) // ss
                     raise CorruptionError(
                         f"journal damaged at LBA {sb.region_start(sb.active_region) + end // ss}"
-                        f" (record seq {seq} missing or unreadable) but record seq {fields[3]}"
+                        f" (record seq {seq} missing or unreadable) but record seq {header.seq}"
                         f" was committed after it at LBA {lba}",
                         lba=sb.region_start(sb.active_region) + end // ss,
                     )

@@ -35,14 +35,14 @@ from guest.statefs.config import StoreConfig
 from guest.statefs.crc import BACKEND as CRC_BACKEND
 from guest.statefs.errors import CorruptionError, StatefsError, UnformattedError
 from guest.statefs.layout import (
+    JOURNAL_DELETE,
+    JOURNAL_PUT,
     KIND_TXN,
     MAX_VALUE_BYTES,
-    OP_DELETE,
-    OP_HEADER,
     OP_HEADER_BYTES,
-    OP_PUT,
     RECORD_HEADER_BYTES,
     Superblock,
+    append_op,
 )
 from guest.statefs.paths import is_normal_key, normalize_key, normalize_prefix
 from guest.statefs.replay import ReplayResult, replay
@@ -58,8 +58,6 @@ BytesLike = bytes | bytearray | memoryview
 CLOSE_COMPACT_RATIO = 2
 #: ...and longer than this (a short journal replays fast anyway).
 CLOSE_COMPACT_MIN_BYTES = 256 * 1024
-
-_pack_op = OP_HEADER.pack
 
 
 class Store(CompactionCommit):
@@ -236,9 +234,7 @@ class Store(CompactionCommit):
             grows = value_len > len(old)
         if grows and live_bytes > self._fits_below:
             self._check_live_room(live_bytes, len(live) + (old is None))
-        pending += _pack_op(OP_PUT, 0, key_len, value_len)
-        pending += encoded
-        pending += value
+        append_op(pending, JOURNAL_PUT, encoded, value)
         self._pending_ops += 1
         live[key] = value
         self._live_bytes = live_bytes
@@ -252,8 +248,7 @@ class Store(CompactionCommit):
             raise StatefsError(errno.ENOENT, f"no such key: {key}")
         encoded = key.encode("utf-8")
         self._check_pending_room(OP_HEADER_BYTES + len(encoded))
-        self._pending += OP_HEADER.pack(OP_DELETE, 0, len(encoded), 0)
-        self._pending += encoded
+        append_op(self._pending, JOURNAL_DELETE, encoded)
         self._pending_ops += 1
         del live[key]
         self._live_bytes -= OP_HEADER_BYTES + len(encoded) + len(old)
@@ -297,13 +292,10 @@ class Store(CompactionCommit):
             self._check_live_room(live_bytes, live_keys)
         for key, encoded, value in prepared:
             if value is None:
-                self._pending += OP_HEADER.pack(OP_DELETE, 0, len(encoded), 0)
-                self._pending += encoded
+                append_op(self._pending, JOURNAL_DELETE, encoded)
                 del live[key]
             else:
-                self._pending += OP_HEADER.pack(OP_PUT, 0, len(encoded), len(value))
-                self._pending += encoded
-                self._pending += value
+                append_op(self._pending, JOURNAL_PUT, encoded, value)
                 live[key] = value
             self._pending_ops += 1
         self._live_bytes = live_bytes

@@ -23,12 +23,10 @@ from guest.statefs.errors import StatefsError
 from guest.statefs.fsck import FsckReport, check_device
 from guest.statefs.layout import (
     CRC_COVERS_FROM,
-    OP_DELETE,
+    JOURNAL_DELETE,
+    JOURNAL_PUT,
     OP_HEADER,
     OP_HEADER_BYTES,
-    OP_PUT,
-    RECORD_FIELDS,
-    RECORD_HEADER,
     RECORD_HEADER_BYTES,
     RECORD_MAGIC,
     REGION_COUNT,
@@ -36,13 +34,13 @@ from guest.statefs.layout import (
     Superblock,
     decode_superblock,
     round_up,
+    unpack_record_header,
 )
 from guest.statefs.store import Store, StoreConfig
 from guest.statefs.superblock import read_slots
 
 #: fsck exit codes (stable: scripts branch on them).
 CLEAN, TOLERATED, UNRECOVERABLE = 0, 1, 2
-RECORD_NAMES = tuple(name for name, _, _ in RECORD_FIELDS)
 
 
 def sector_size_of(path: str) -> int | None:
@@ -122,8 +120,8 @@ def _ops(payload: bytes, op_count: int) -> Iterator[str]:
         op, _flags, key_len, value_len = OP_HEADER.unpack_from(payload, pos)
         pos += OP_HEADER_BYTES
         key = payload[pos : pos + key_len].decode("utf-8", "backslashreplace")
-        name = {OP_PUT: "PUT", OP_DELETE: "DELETE"}.get(op, f"op {op}")
-        yield f"{name} {key!r}" + (f" ({value_len} bytes)" if op == OP_PUT else "")
+        name = {JOURNAL_PUT: "PUT", JOURNAL_DELETE: "DELETE"}.get(op, f"op {op}")
+        yield f"{name} {key!r}" + (f" ({value_len} bytes)" if op == JOURNAL_PUT else "")
         pos += key_len + value_len
 
 
@@ -138,24 +136,24 @@ def dump_region(dev: BlockDevice, sb: Superblock, region: int) -> Iterator[str]:
         if not head.startswith(RECORD_MAGIC):
             lba += 1
             continue
-        header = dict(zip(RECORD_NAMES, RECORD_HEADER.unpack_from(head), strict=True))
-        total = RECORD_HEADER_BYTES + header["payload_bytes"]
+        header = unpack_record_header(head)
+        total = RECORD_HEADER_BYTES + header.payload_bytes
         sectors = round_up(total, ss) // ss
-        if header["payload_bytes"] > sb.record_limit or lba + sectors > start + sb.region_sectors:
-            yield f"  LBA {lba}: record magic, length {header['payload_bytes']} out of bounds"
+        if header.payload_bytes > sb.record_limit or lba + sectors > start + sb.region_sectors:
+            yield f"  LBA {lba}: record magic, length {header.payload_bytes} out of bounds"
             lba += 1
             continue
         data = dev.read(lba, sectors)
-        if crc32c(data[CRC_COVERS_FROM:total], sb.salt) != header["crc"]:
-            yield f"  LBA {lba}: record magic, seq {header['seq']}: crc mismatch"
+        if crc32c(data[CRC_COVERS_FROM:total], sb.salt) != header.crc:
+            yield f"  LBA {lba}: record magic, seq {header.seq}: crc mismatch"
             lba += 1
             continue
-        current = " (current epoch)" if header["epoch"] == sb.epoch else ""
+        current = " (current epoch)" if header.epoch == sb.epoch else ""
         yield (
-            f"  LBA {lba}: epoch {header['epoch']}{current} seq {header['seq']} flags "
-            f"{header['flags']} {header['op_count']} ops, {header['payload_bytes']} bytes"
+            f"  LBA {lba}: epoch {header.epoch}{current} seq {header.seq} flags "
+            f"{header.flags} {header.op_count} ops, {header.payload_bytes} bytes"
         )
-        for line in _ops(data[RECORD_HEADER_BYTES:total], header["op_count"]):
+        for line in _ops(data[RECORD_HEADER_BYTES:total], header.op_count):
             yield f"      {line}"
         lba += sectors
 

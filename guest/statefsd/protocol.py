@@ -13,7 +13,7 @@ from guest.ipc.frames import (  # noqa: F401 - re-exported: statefsd's protocol 
     ProtocolError,
     name_ops,
 )
-from guest.statefs.layout import MAX_VALUE_BYTES, OP_HEADER, encode_op
+from guest.statefs.layout import JOURNAL_DELETE, JOURNAL_PUT, MAX_VALUE_BYTES, OP_HEADER, encode_op
 
 OP_PUT = 2  # key, value [FLAG_SYNC]
 OP_GET = 3  # key -> value
@@ -39,9 +39,10 @@ name_ops(
     }
 )
 
-#: Batch operation codes are the journal's (guest.statefs.layout OP_PUT / OP_DELETE).
-BATCH_PUT = 1
-BATCH_DELETE = 2
+#: OP_BATCH's value is a journal payload: its operation codes are the journal's, not the
+#: request codes above.
+BATCH_PUT = JOURNAL_PUT
+BATCH_DELETE = JOURNAL_DELETE
 
 
 def encode_batch(operations: list[tuple[str, bytes | None]]) -> bytes:

@@ -15,8 +15,8 @@ import pytest
 
 from guest.statefs import MemoryBlockDevice, Store
 from guest.statefs.layout import (
+    JOURNAL_PUT,
     KIND_TXN,
-    OP_PUT,
     RECORD_HEADER,
     RECORD_MAGIC,
     encode_op,
@@ -43,7 +43,7 @@ def most_records(image: bytearray, sb) -> None:
     """One-sector records (one PUT each, same key) in every sector of the region."""
     start = sb.region_start(sb.active_region) * SS
     for seq in range(1, sb.region_sectors + 1):
-        payload = encode_op(OP_PUT, b"/state/k", seq.to_bytes(8, "little"))
+        payload = encode_op(JOURNAL_PUT, b"/state/k", seq.to_bytes(8, "little"))
         record = encode_record(
             kind=KIND_TXN,
             epoch=sb.epoch,
@@ -84,7 +84,8 @@ def largest_live_set(image: bytearray, sb) -> int:
     per_record = (sb.record_limit - 64) // (len(value) + 64)
     while offset + 2 * sb.record_limit < sb.region_bytes * 7 // 8:
         ops = [
-            encode_op(OP_PUT, f"/state/big/{seq}/{n}".encode(), value) for n in range(per_record)
+            encode_op(JOURNAL_PUT, f"/state/big/{seq}/{n}".encode(), value)
+            for n in range(per_record)
         ]
         record = encode_record(
             kind=KIND_TXN,

@@ -7,8 +7,8 @@ import pytest
 
 from guest.statefs import layout, paths, replay
 from guest.statefs.layout import (
+    JOURNAL_PUT,
     KIND_TXN,
-    OP_PUT,
     RECORD_HEADER_BYTES,
     encode_op,
     encode_record,
@@ -65,7 +65,7 @@ def test_struct_sizes_quoted_in_the_doc():
 
 
 def test_worked_example_is_what_the_code_writes():
-    payload = encode_op(OP_PUT, b"/state/boot/active", b"A")
+    payload = encode_op(JOURNAL_PUT, b"/state/boot/active", b"A")
     record = encode_record(
         kind=KIND_TXN, epoch=7, seq=1, op_count=1, payload=payload, salt=volume_salt(1),
         sector_size=512,
@@ -95,3 +95,17 @@ def test_worked_example_is_what_the_code_writes():
 )
 def test_limits_table_quotes_the_constants(name, value):
     assert re.search(rf"\| `{name}` \| {value} \|", DOC.read_text()), name
+
+
+def test_named_record_fields_are_the_field_table():
+    """Readers take record fields by name; the names and places are the table's."""
+    assert layout.RecordHeader._fields == tuple(name for name, _, _ in layout.RECORD_FIELDS)
+    rows = {name: (offset, size) for offset, size, name in code_table(layout.RECORD_FIELDS)}
+    assert rows["epoch"][0] == layout.RECORD_PLACE_OFFSET
+    assert rows["seq"][0] + rows["seq"][1] == layout.RECORD_PLACE_END
+    record = encode_record(
+        kind=KIND_TXN, epoch=7, seq=9, op_count=0, payload=b"", salt=1, sector_size=512
+    )
+    header = layout.unpack_record_header(record)
+    assert (header.epoch, header.seq, header.magic) == (7, 9, layout.RECORD_MAGIC)
+    assert record[layout.RECORD_PLACE_OFFSET : layout.RECORD_PLACE_END] == layout.record_place(7, 9)
