@@ -124,8 +124,8 @@ def render_results(results: ET.Element, code: int, scale: int) -> list[str]:
     ]
     if xfails:
         lines += [
-            f"Open bugs ({len(xfails)}, each a strict xfail until fixed; fixed ones are in "
-            "`tests/robustness/test_robust_regressions.py`):",
+            f"Open bugs ({len(xfails)}, each a strict xfail until fixed; fixed ones are in the "
+            "component's `test_<component>_regressions.py`):",
             "",
             "| Test | What is wrong |",
             "| --- | --- |",

@@ -95,16 +95,16 @@ class Driver:
             "sync_compactions": 0,
             "explicit_compactions": 0,
             "close_checkpoints": 0,
+            "durable_after_compacting_commit": 0,
         }
         #: (durable image, committed model) at points a script marked: inputs of the
         #: superblock-damage check.
         self.durable_points: list[tuple[bytes, dict[str, bytes]]] = []
         #: The last change of the committed state was made by a compaction's own snapshot
         #: (a sync that compacted, compact() with pending changes) and nothing was appended
-        #: since: unknown for a device that starts from a crash image.
+        #: since: the case superblock damage once lost a commit in (see :meth:`mark_durable`);
+        #: unknown, so assumed, for a device that starts from a crash image.
         self.compaction_committed = bool(initial_state)
-        #: Durable points skipped because of that (see :meth:`mark_durable`).
-        self.points_after_compacting_commit = 0
 
     # -- bracketing --------------------------------------------------------------------------
 
@@ -207,13 +207,15 @@ class Driver:
 
     def mark_durable(self) -> None:
         """Remember the durable image and the committed model here (after a completed
-        commit, nothing is volatile): a point to inject superblock damage at later. (That
-        includes points where the last change was committed by a compaction's snapshot with
-        nothing appended after it: the snapshot's end flag lets the store rebuild that
-        compaction's switch, so none is skipped and ``points_after_compacting_commit`` stays
-        0.)"""
+        commit, nothing is volatile): a point to inject superblock damage at later.
+
+        Points where the last change was committed by a compaction's snapshot with nothing
+        appended after it are counted (``durable_after_compacting_commit``): the histories
+        must keep reaching them, since superblock damage there once dropped a commit."""
         if self.dev.volatile:
             raise WorkloadError(f"{self.name}: mark_durable with unflushed writes")
+        if self.compaction_committed:
+            self.notes["durable_after_compacting_commit"] += 1
         self.durable_points.append((bytes(self.dev.durable), dict(self.committed)))
 
     def reopen(self) -> None:

@@ -257,8 +257,6 @@ class _Run:
             record_failure(self.figures, f"{label}: running the work", problem, level, "work")
         for name, count in d.notes.items():
             self.notes[name] = self.notes.get(name, 0) + count
-        skipped = self.notes.get("damage_points_skipped", 0) + d.points_after_compacting_commit
-        self.notes["damage_points_skipped"] = skipped
 
     def judge(self, d: Driver, level: int, *, judged: bool = True) -> _Picker:
         """Judge every crash state of the driver's recording (``judged=False``: only
@@ -377,7 +375,12 @@ HISTORIES: tuple[History, ...] = (
         512,
         1100,
         (55_000, 62_000),
-        expects=(("sync_compactions", 1), ("explicit_compactions", 1), ("seals", 1)),
+        expects=(
+            ("sync_compactions", 1),
+            ("explicit_compactions", 1),
+            ("seals", 1),
+            ("durable_after_compacting_commit", 1),
+        ),
     ),
     History(
         "history-512-close",
@@ -399,7 +402,11 @@ HISTORIES: tuple[History, ...] = (
         200,
         (20_000, 60_000),
         config=CHURN,
-        expects=(("sync_compactions", 1), ("explicit_compactions", 1)),
+        expects=(
+            ("sync_compactions", 1),
+            ("explicit_compactions", 1),
+            ("durable_after_compacting_commit", 1),
+        ),
     ),
 )
 
