@@ -22,28 +22,9 @@ from harness.contract.spec import Contract
 from harness.vm.config import Accel
 from harness.vm.disks import create_disk
 
-#: The phases of one boot in the order the guest reaches them. Most are the contract's own
-#: markers (``harness/contract/contract.toml``), timed by the matcher's first arrival; the
-#: others are console lines the contract does not require, listed in ``CONSOLE_PHASES``.
-PHASES: tuple[str, ...] = (
-    "init-started",
-    "blk",
-    "store-opened",
-    "statefsd-ready",
-    "keystored-ready",
-    "updated-ready",
-    "reboot-persist",
-    "statefs-put",
-    "soft-restart",
-    "statefsd-ready-again",  # the second "statefsd: ready" (after the restart)
-    "statefs-persist",
-    "bootctl-persist",
-    "device-key-persist",
-    "init-done",
-    "power-down",
-)
-
-#: Phases that are not contract markers: the first console line containing one of the texts.
+#: A boot's phases are the contract's markers (``harness/contract/contract.toml``), timed by
+#: the matcher's first arrival, and these console lines the contract does not require (the
+#: first line containing one of the texts); reports order them by when they arrived.
 CONSOLE_PHASES: dict[str, tuple[str, ...]] = {
     "store-opened": ("statefsd: formatted", "statefsd: replayed"),
     "keystored-ready": ("keystored: ready",),
@@ -79,16 +60,11 @@ class ContractRun:
 def phase_times(
     lines: list[tuple[float | None, str]], arrivals: Mapping[str, Any]
 ) -> dict[str, float | None]:
-    """Seconds since launch of each phase: markers from the matcher, the rest from ``lines``."""
-    times: dict[str, float | None] = {}
-    for phase in PHASES:
-        if phase in CONSOLE_PHASES:
-            texts = CONSOLE_PHASES[phase]
-            times[phase] = next((at for at, line in lines if any(t in line for t in texts)), None)
-        elif phase in arrivals:
-            times[phase] = arrivals[phase].at
-        else:
-            times[phase] = None
+    """Seconds since launch of each phase: every marker the matcher tracked, the console
+    phases from ``lines``, and the second "statefsd: ready" (after the soft restart)."""
+    times: dict[str, float | None] = {marker_id: a.at for marker_id, a in arrivals.items()}
+    for phase, texts in CONSOLE_PHASES.items():
+        times[phase] = next((at for at, line in lines if any(t in line for t in texts)), None)
     ready = [at for at, line in lines if "statefsd: ready" in line]
     times["statefsd-ready-again"] = ready[1] if len(ready) > 1 else None
     return times

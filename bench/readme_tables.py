@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.contract_runs import PHASES
 from bench.results import latest
 from bench.stats import fmt_bytes, fmt_rate, fmt_seconds
 from bench.store_report import LABELS, paired_ratio
@@ -130,8 +129,11 @@ def vm_tables(doc: Doc) -> str:
         f"{wall['until_marker_median']:.2f} s."
     ]
     medians = boot_phase_medians(doc)
-    seen = {row[0] for rows in medians.values() for row in rows}
-    phases = [phase for phase in PHASES if phase in seen] + ["qemu-exit"]
+    first: dict[str, float] = {}  # each phase's earliest median over the boots: the row order
+    for boot_rows in medians.values():
+        for phase, median, *_ in boot_rows:
+            first[phase] = min(median, first.get(phase, median))
+    phases = [*sorted((p for p in first if p != "qemu-exit"), key=first.__getitem__), "qemu-exit"]
     rows = []
     for phase in phases:
         cells = [phase]

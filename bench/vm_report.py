@@ -6,7 +6,6 @@ import math
 import statistics
 from typing import Any
 
-from bench.contract_runs import PHASES
 from bench.guest_parse import ImportTime, direct_imports
 from bench.stats import fmt_rate
 from bench.table import render
@@ -34,7 +33,8 @@ def boot_phase_medians(doc: Doc) -> dict[int, list[tuple[str, float, float, floa
     for number in numbers:
         boots = [b for run in runs for b in run["boots"] if b["number"] == number]
         rows = []
-        for phase in [*PHASES, "qemu-exit"]:
+        phases = {phase for b in boots for phase in b["phases"]}
+        for phase in [*sorted(phases), "qemu-exit"]:
             values = [
                 b["exit_at"] if phase == "qemu-exit" else b["phases"].get(phase) for b in boots
             ]

@@ -23,9 +23,6 @@ from harness.errors import ConfigError
 EXIT_PASSED = 0
 EXIT_FAILED = 1
 
-#: The documented deep run (docs/testing/powercut.md): >= 200,000 states judged, 50 booted.
-DEEP_ARGS = "--runs 6 --writes 1500 --depth 2 --boots 50"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("crash states")

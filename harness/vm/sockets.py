@@ -65,6 +65,6 @@ class Listeners:
         self._sockets = []
 
     def remove(self) -> None:
-        """Close and delete the directory with its socket files."""
+        """Close and delete the directory with its socket files (``Machine``'s clean-up)."""
         self.close()
         shutil.rmtree(self.directory, ignore_errors=True)

@@ -80,16 +80,16 @@ def test_contract_phases_come_from_the_contract_and_the_rest_from_the_console() 
     matcher's arrivals); only lines the contract does not require are matched as text."""
     from types import SimpleNamespace
 
-    from bench.contract_runs import CONSOLE_PHASES, PHASES, phase_times
+    from bench.contract_runs import CONSOLE_PHASES, phase_times
     from harness.contract.spec import Contract
 
     ids = {marker.id for marker in Contract.load().markers}
-    derived = {"statefsd-ready-again"}
-    assert {p for p in PHASES if p not in CONSOLE_PHASES} - derived <= ids
     assert not set(CONSOLE_PHASES) & ids
     lines = [(0.5, "statefsd: ready"), (1.0, "keystored: ready"), (2.0, "statefsd: ready")]
-    times = phase_times(lines, {"blk": SimpleNamespace(at=0.25)})
+    arrivals = {"blk": SimpleNamespace(at=0.25), "init-started": SimpleNamespace(at=None)}
+    times = phase_times(lines, arrivals)
     assert times["blk"] == 0.25
     assert times["keystored-ready"] == 1.0
     assert times["statefsd-ready-again"] == 2.0
     assert times["init-started"] is None
+    assert times["store-opened"] is None
