@@ -8,7 +8,6 @@
     guestrun   the VM runs: the recorded workload, and a boot of one crash state
     campaign   record, check, judge every state, boot a seeded sample (``crash-states``)
     report     the table, the closing line, crash-states.json, the merge of shards
-    shard      ``--shard K/N``
     cli        the command's flags (``python -m harness crash-states``)
 """
 

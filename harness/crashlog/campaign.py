@@ -33,10 +33,10 @@ from harness.crashlog.history import GuestHistory, recording_from_log
 from harness.crashlog.judge import Verdict, judge
 from harness.crashlog.logformat import LogFormatError, read_log
 from harness.crashlog.report import Failure, Report, RunReport, kind_of
-from harness.crashlog.shard import falls_to
 from harness.crashsim import CrashState, Depth, crash_states
 from harness.errors import ConfigError
 from harness.powercut.campaign import nonce_for
+from harness.shard import falls_to
 
 #: The default run: enough batches for >= 10,000 states and a few compactions.
 DEFAULT_WRITES = 450

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.crashlog.campaign import DEFAULT_DISK_KIB, DEFAULT_WRITES, CrashStatesRun, Options
-from harness.crashlog.docfigures import update_block
 from harness.crashlog.report import REPORT_NAME, Report, merge, read_report, table, write_report
-from harness.crashlog.shard import parse_shard
+from harness.docfigures import update_block
 from harness.errors import ConfigError
+from harness.shard import parse_shard
 
 EXIT_PASSED = 0
 EXIT_FAILED = 1

@@ -35,7 +35,6 @@ from typing import Any
 
 from harness.contract.matcher import ProgressCallback
 from harness.contract.spec import Contract
-from harness.crashlog.shard import falls_to
 from harness.deadline import Deadline
 from harness.errors import ConfigError
 from harness.powercut.cut import TRIGGER_WAIT, await_early, await_trigger, cut_power, plan_cut
@@ -52,6 +51,7 @@ from harness.powercut.triggers import (
 )
 from harness.powercut.verdict import Judgement, Verdict, judge
 from harness.powercut.watch import BootWatch, WriterProgress, boot_contract
+from harness.shard import falls_to
 from harness.vm.accel import AccelChoice
 from harness.vm.config import Accel, MachineConfig
 from harness.vm.disks import create_disk

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.contract.progress import ProgressPrinter
-from harness.crashlog.docfigures import update_block
-from harness.crashlog.shard import parse_shard
+from harness.docfigures import update_block
 from harness.errors import ConfigError
 from harness.powercut.campaign import (
     DEFAULT_CUT_WINDOW,
@@ -36,6 +35,7 @@ from harness.powercut.report import (
     write_json,
 )
 from harness.powercut.triggers import TRIGGERS
+from harness.shard import parse_shard
 
 EXIT_PASSED = 0
 EXIT_FAILED = 1

@@ -12,8 +12,8 @@ from crashlog_helpers import NONCE, run_workload
 from harness.cli import main
 from harness.crashlog.campaign import CrashStatesRun, Options
 from harness.crashlog.report import REPORT_NAME, Report, RunReport, kind_of, merge, read_report
-from harness.crashlog.shard import falls_to, parse_shard
 from harness.errors import ConfigError
+from harness.shard import falls_to, parse_shard
 
 SUMMARY = r"^guest crash states: [\d,]+ judged, \d+ booted, [\d,]+ failures$"
 

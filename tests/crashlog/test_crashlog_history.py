@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from crashlog_helpers import LogWriter
 
-from harness.crashlog.docfigures import update_block
 from harness.crashlog.history import recording_from_log
 from harness.crashlog.logformat import FLAG_FUA, LogFormatError, parse_log
 from harness.crashsim import Begin, End, Flush, Write
+from harness.docfigures import update_block
 from harness.errors import ConfigError
 
 SS = 512
