@@ -29,8 +29,9 @@ def add_parser(commands: Any) -> None:
 
 def command(args: argparse.Namespace) -> int:
     from harness.crashlog import cli as crashlog
+    from harness.shard import wants_merge
 
-    if crashlog.wants_merge(args):
+    if wants_merge(args):
         return crashlog.run_merge(args.merge_reports[1:], doc=args.update_doc, block=args.doc_block)
     options = crashlog.options_from(args, multiplier=resolve_multiplier(args))
     run_dir = new_run_dir(args, prefix="crash-")

@@ -34,7 +34,8 @@ def add_parser(commands: Any) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    from harness.powercut.cli import options_from, run, run_merge, wants_merge
+    from harness.powercut.cli import options_from, run, run_merge
+    from harness.shard import wants_merge
 
     if args.record:
         raise ConfigError(POWERCUT_REFUSAL)

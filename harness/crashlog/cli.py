@@ -18,7 +18,7 @@ from harness.crashlog.campaign import DEFAULT_DISK_KIB, DEFAULT_WRITES, CrashSta
 from harness.crashlog.report import REPORT_NAME, Report, merge, read_report, table, write_report
 from harness.docfigures import update_block
 from harness.errors import ConfigError
-from harness.shard import parse_shard
+from harness.shard import add_split_options
 
 EXIT_PASSED = 0
 EXIT_FAILED = 1
@@ -47,35 +47,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--boots", type=int, default=1, help="states booted in the VM, over all runs (default 1)"
     )
     group.add_argument(
-        "--shard", type=parse_shard, default=(1, 1), metavar="K/N", help="run the Kth of N parts"
-    )
-    group.add_argument(
         "--from-log",
         default="",
         metavar="DIR",
         help="judge a kept run directory (writes.log, disk.img, run.json) instead of recording",
     )
-    group.add_argument(
-        "--report", type=Path, default=None, help=f"where to write {REPORT_NAME} (default: run dir)"
-    )
-    group.add_argument(
-        "--update-doc",
-        type=Path,
-        default=None,
-        metavar="MD",
-        help="write the table and verdict into MD's <!-- figures:BLOCK --> block",
-    )
-    group.add_argument(
-        "--doc-block",
-        default="crash-states",
-        metavar="BLOCK",
-        help="which figures block --update-doc rewrites (default crash-states)",
-    )
-    group.add_argument(
-        "merge_reports",
-        nargs="*",
-        metavar="merge REPORT",
-        help="`merge a.json b.json ...`: combine shard reports into one table and verdict",
+    add_split_options(
+        group,
+        items="seeds",
+        report_help=f"where to write {REPORT_NAME} (default: run dir)",
+        doc_block="crash-states",
     )
 
 
@@ -94,14 +75,6 @@ def options_from(args: argparse.Namespace, *, multiplier: float) -> Options:
         multiplier=multiplier,
         from_log=str(args.from_log),
     )
-
-
-def wants_merge(args: argparse.Namespace) -> bool:
-    """``crash-states merge R...``: the positional words, led by ``merge``."""
-    words = args.merge_reports
-    if words and words[0] != "merge":
-        raise ConfigError(f"unknown argument {words[0]!r} (did you mean `merge`?)")
-    return bool(words)
 
 
 def finish(

@@ -35,7 +35,7 @@ from harness.powercut.report import (
     write_json,
 )
 from harness.powercut.triggers import TRIGGERS
-from harness.shard import parse_shard
+from harness.shard import add_split_options
 
 EXIT_PASSED = 0
 EXIT_FAILED = 1
@@ -120,27 +120,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="T1,T2",
         help=f"cycle n takes T[(n-1) %% len] instead of the schedule (of {', '.join(TRIGGERS)})",
     )
-    group.add_argument(
-        "--shard",
-        type=parse_shard,
-        default=(1, 1),
-        metavar="K/N",
-        help="run the cycles that fall to shard K of N (needs --seed)",
-    )
-    group.add_argument("--report", type=Path, default=None, help=f"also write {REPORT_NAME} here")
-    group.add_argument(
-        "--update-doc",
-        type=Path,
-        default=None,
-        metavar="MD",
-        help="write the summary and verdict into MD's <!-- figures:BLOCK --> block",
-    )
-    group.add_argument("--doc-block", default="powercut", metavar="BLOCK", help="default powercut")
-    group.add_argument(
-        "merge_reports",
-        nargs="*",
-        metavar="merge REPORT",
-        help="`merge a.json b.json ...`: combine shard reports into one summary and verdict",
+    add_split_options(
+        group,
+        items="cycles",
+        needs="--seed",
+        report_help=f"also write {REPORT_NAME} here",
+        doc_block="powercut",
     )
 
 
@@ -206,14 +191,6 @@ def run(
         update_block(doc[0], doc[1], lines)
         out.say(f"updated {doc[0]}")
     return EXIT_PASSED if result.passed else EXIT_FAILED
-
-
-def wants_merge(args: argparse.Namespace) -> bool:
-    """``powercut merge R...``: the positional words, led by ``merge``."""
-    words = args.merge_reports
-    if words and words[0] != "merge":
-        raise ConfigError(f"unknown argument {words[0]!r} (did you mean `merge`?)")
-    return bool(words)
 
 
 def run_merge(paths: list[str], doc: tuple[Path, str] | None = None) -> int:
