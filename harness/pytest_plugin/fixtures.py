@@ -48,6 +48,13 @@ def qemu_settings(pytestconfig: pytest.Config) -> QemuSettings:
 
 
 @pytest.fixture(scope="session")
+def qemu_contract(qemu_settings: QemuSettings) -> Contract:
+    """The project's marker contract in the session's ``--qemu-profile`` lane (its required
+    and optional markers applied): ``vm_factory.expect_markers(vm, qemu_contract.for_boot(1))``."""
+    return Contract.load().with_profile(qemu_settings.profile)
+
+
+@pytest.fixture(scope="session")
 def guest_image(qemu_settings: QemuSettings) -> Any:
     """The built guest image for ``--qemu-arch`` (built on first use, cached in build/)."""
     try:
@@ -105,7 +112,8 @@ class VmFactory:
         disks: Sequence[DiskSpec] | None = None,
         **overrides: Any,
     ) -> MachineConfig:
-        """The image's boot profile with a disk (the test's fresh one by default)."""
+        """The image's boot profile with a disk (the test's fresh one by default), in the
+        session's ``--qemu-profile`` lane (vCPUs, memory, ``-icount``; ``overrides`` win)."""
         if disks is None:
             disks = (DiskSpec(str(self._disk())),)
         return MachineConfig.from_image(
@@ -113,7 +121,7 @@ class VmFactory:
             disks=disks,
             kernel_args=kernel_args,
             accel=self.settings.accel,
-            **overrides,
+            **{**self.settings.machine_overrides(), **overrides},
         )
 
     def __call__(
@@ -258,7 +266,7 @@ def vm_factory(
 
 
 @pytest.fixture
-def vm(vm_factory: VmFactory, request: pytest.FixtureRequest) -> Machine:
+def vm(vm_factory: VmFactory, request: pytest.FixtureRequest, qemu_contract: Contract) -> Machine:
     """A launched VM of the session's image on a fresh disk, with the kernel arguments of
     ``@pytest.mark.qemu(kernel_args=[...])``.
 
@@ -268,4 +276,4 @@ def vm(vm_factory: VmFactory, request: pytest.FixtureRequest) -> Machine:
     """
     marker = request.node.get_closest_marker(MARKER)
     kernel_args = tuple(marker.kwargs.get("kernel_args", ())) if marker else ()
-    return vm_factory(kernel_args=kernel_args or Contract.load().kernel_args(1))
+    return vm_factory(kernel_args=kernel_args or qemu_contract.kernel_args(1))

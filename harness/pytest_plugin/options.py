@@ -1,9 +1,16 @@
 """The ``--qemu-*`` options, their ini twins, and how the effective values are chosen.
 
 Precedence: command line > environment (``QEMU_TIMEOUT_MULTIPLIER``, ``QEMU_ARCH``,
-``QEMU_ACCEL``) > ini (``[tool.pytest.ini_options]``) > default. Each value is validated once,
-at configure time, and an invalid one stops the session with a UsageError naming where it came
-from.
+``QEMU_ACCEL``, ``QEMU_PROFILE``) > ini (``[tool.pytest.ini_options]``) > default. Each value is
+validated once, at configure time, and an invalid one stops the session with a UsageError
+naming where it came from.
+
+``--qemu-profile NAME`` runs the session's VMs in one of the contract's lanes
+(``harness/contract/contract.toml``, ``[profile.NAME]``), as ``python -m harness run --profile``
+does: its vCPUs, memory and ``-icount`` go to every VM the fixtures make, its timeout
+multiplier scales every deadline, and its required-marker choices are in the ``qemu_contract``
+fixture. A multiplier the caller sets that contradicts the profile is an error, as on the
+command line.
 """
 
 from __future__ import annotations
@@ -15,8 +22,10 @@ from pathlib import Path
 import pytest
 
 from harness.artifacts import RUNS_SUBDIR, default_build_dir
+from harness.contract.profiles import DEFAULT_PROFILE, Settings
+from harness.contract.spec import Contract
 from harness.deadline import MULTIPLIER_ENV, parse_multiplier
-from harness.errors import ConfigError
+from harness.errors import ConfigError, ContractError
 from harness.vm.arch import ARCH_PROFILES
 from harness.vm.config import ACCELS
 
@@ -38,6 +47,11 @@ HELP_ARTIFACTS = (
     "set, else pytest's temporary directory, <basetemp>/qemu-runs0)"
 )
 
+HELP_PROFILE = (
+    "run the VMs in this lane of the contract (its vCPUs, memory, -icount, timeouts and "
+    "required markers; see [profile.*] in contract.toml; default: default)"
+)
+
 # option name, ini name, environment variable, help, default
 _SPECS = {
     "arch": ("--qemu-arch", "qemu_arch", "QEMU_ARCH", HELP_ARCH, "aarch64"),
@@ -51,6 +65,7 @@ _SPECS = {
     ),
     "keep": ("--qemu-keep-artifacts", "qemu_keep_artifacts", None, HELP_KEEP, "failed"),
     "artifacts": ("--qemu-artifacts-dir", "qemu_artifacts_dir", None, HELP_ARTIFACTS, ""),
+    "profile": ("--qemu-profile", "qemu_profile", "QEMU_PROFILE", HELP_PROFILE, DEFAULT_PROFILE),
 }
 
 
@@ -88,6 +103,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         help=HELP_ARTIFACTS,
     )
+    group.addoption(
+        "--qemu-profile", dest="qemu_profile", default=None, metavar="NAME", help=HELP_PROFILE
+    )
     for _, ini, _, help_text, default in _SPECS.values():
         parser.addini(ini, help_text, type="string", default=default)
 
@@ -102,6 +120,18 @@ class QemuSettings:
     keep: str
     artifacts_dir: Path | None  # None: pytest's tmp_path_factory
     sources: dict[str, str] = field(default_factory=dict)
+    profile: str = DEFAULT_PROFILE
+    #: The profile's QEMU settings (its multiplier is already in ``multiplier``).
+    lane: Settings = field(default_factory=Settings)
+
+    def machine_overrides(self) -> dict[str, object]:
+        """MachineConfig fields the profile sets (the others keep the image's defaults)."""
+        values: dict[str, object] = {
+            "smp": self.lane.smp,
+            "memory_mib": self.lane.memory_mib,
+            "icount": self.lane.icount,
+        }
+        return {key: value for key, value in values.items() if value is not None}
 
     @property
     def timeout_scale(self) -> float:
@@ -122,6 +152,7 @@ class QemuSettings:
                 show("accel", self.accel),
                 show("timeout multiplier", f"{self.multiplier:g}"),
                 show("keep artifacts", self.keep),
+                show("profile", self.profile),
                 f"artifacts={self.artifacts_dir or 'pytest basetemp/qemu-runs0'}",
             ]
         )
@@ -150,6 +181,7 @@ def resolve(config: pytest.Config) -> QemuSettings:
         ("multiplier", "timeout multiplier"),
         ("keep", "keep artifacts"),
         ("artifacts", "artifacts"),
+        ("profile", "profile"),
     ):
         values[key], sources[name] = _pick(config, key)
     if values["arch"] not in ARCH_PROFILES:
@@ -180,6 +212,45 @@ def resolve(config: pytest.Config) -> QemuSettings:
     elif os.environ.get("SQ_BUILD_DIR"):
         artifacts = default_build_dir() / RUNS_SUBDIR / "pytest"
         sources["artifacts"] = "$SQ_BUILD_DIR"
+    profile, lane = _lane(values["profile"], sources, multiplier, values["accel"])
+    if lane.timeout_multiplier is not None:
+        multiplier = lane.timeout_multiplier
     return QemuSettings(
-        values["arch"], values["accel"], multiplier, values["keep"], artifacts, sources
+        values["arch"],
+        values["accel"],
+        multiplier,
+        values["keep"],
+        artifacts,
+        sources,
+        profile=profile,
+        lane=lane,
     )
+
+
+def _lane(
+    name: str, sources: dict[str, str], multiplier: float, accel: str
+) -> tuple[str, Settings]:
+    """The profile ``name`` of the project's contract, checked against the caller's multiplier.
+
+    Nobody asked for a lane: the contract is not read (every pytest session loads this plugin,
+    most boot nothing), and the VMs keep the image's defaults, which the default lane names."""
+    where = sources["profile"]
+    if where == "default":
+        return name, Settings()
+    try:
+        profile = Contract.load().profile(name)
+    except ContractError as exc:
+        raise pytest.UsageError(f"{where}: {exc}") from None
+    caller = Settings(
+        timeout_multiplier=None if sources["timeout multiplier"] == "default" else multiplier
+    )
+    try:
+        lane = profile.resolve(caller, accel=accel)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"{where}: {exc}") from None
+    if lane.record:
+        raise pytest.UsageError(
+            f"{where}: profile {name!r} records every boot, which the fixtures do not do; run "
+            f"`python -m harness run --profile {name}` (then `python -m harness replay RUN`)"
+        )
+    return name, lane

@@ -37,6 +37,7 @@ def test_options_have_a_titled_group_and_ini_twins(inner: pytest.Pytester):
         "--qemu-timeout-multiplier",
         "--qemu-keep-artifacts",
         "--qemu-artifacts-dir",
+        "--qemu-profile",
     ):
         assert option in out
         assert option[2:].replace("-", "_") in out  # the ini twin
@@ -301,3 +302,77 @@ def test_failure_report_says_qemu_exited_not_running(inner: pytest.Pytester):
     out = result.stdout.str()
     assert "state: QEMU has exited (exit code 0, shutdown reason guest-shutdown)" in out
     assert "state: RUNNING" not in out
+
+
+def _image_conftest(inner: pytest.Pytester, tmp_path: Path) -> None:
+    image = make_image_dir(tmp_path / "image")
+    inner.makeconftest(
+        textwrap.dedent(f"""
+        import pytest
+        from harness.image import load_image
+
+        @pytest.fixture(scope="session")
+        def guest_image():
+            return load_image({str(image)!r})
+    """)
+    )
+
+
+def test_a_profile_puts_its_lane_on_every_vm_and_its_markers_in_qemu_contract(
+    inner: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """``--qemu-profile`` is ``run --profile`` for pytest: the lane's QEMU settings reach the
+    VMs the fixtures make, its required markers reach ``qemu_contract``, the header names it."""
+    _image_conftest(inner, tmp_path)
+    inner.makepyfile(
+        textwrap.dedent("""
+        import pytest
+
+        @pytest.mark.qemu
+        def test_lane(vm_factory, qemu_contract, qemu_settings):
+            machine = vm_factory(kernel_args=("sq.mode=shell",), launch=False)
+            required = {m.id for m in qemu_contract.for_boot(1).markers if m.required}
+            print("LANE", qemu_settings.profile, machine.config.smp, machine.config.icount,
+                  "selftest-complete" in required)
+            own = vm_factory(config=vm_factory.config(smp=3), launch=False)
+            print("OVERRIDE", own.config.smp)
+    """)
+    )
+    result = inner.runpytest_subprocess("-s", "--qemu-profile=icount")
+    result.assert_outcomes(passed=1)
+    out = result.stdout.str()
+    assert "LANE icount 1 shift=auto True" in out
+    assert "OVERRIDE 3" in out  # a test's own setting wins over the lane
+    assert "profile=icount (--qemu-profile)" in out
+    monkeypatch.setenv("QEMU_PROFILE", "smp2")
+    out = inner.runpytest_subprocess("-s").stdout.str()
+    assert "LANE smp2 2 None False" in out
+    assert "profile=smp2 ($QEMU_PROFILE)" in out
+
+
+def test_no_profile_reads_no_contract_and_keeps_the_image_defaults(inner: pytest.Pytester):
+    inner.makepyfile("""
+        def test_show(qemu_settings):
+            print("LANE", qemu_settings.profile, qemu_settings.machine_overrides())
+    """)
+    assert "LANE default {}" in inner.runpytest_subprocess("-s").stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--qemu-profile=nosuch"], "*--qemu-profile: *no profile 'nosuch' (profiles: default, *"),
+        (["--qemu-profile=record"], "*profile 'record' records every boot*harness run --profile*"),
+        (
+            ["--qemu-profile=icount", "--qemu-accel=kvm"],
+            "*--qemu-profile: profile 'icount': -icount shift=auto needs TCG*",
+        ),
+    ],
+)
+def test_a_profile_the_fixtures_cannot_honour_is_a_usage_error(
+    inner: pytest.Pytester, args: list[str], message: str
+):
+    inner.makepyfile("def test_nothing(): pass")
+    result = inner.runpytest_subprocess(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
