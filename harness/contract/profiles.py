@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.deadline import parse_multiplier
 from harness.errors import ConfigError, ContractError
 
 DEFAULT_PROFILE = "default"
@@ -156,10 +157,13 @@ def _parse_one(
     if icount is not None and (not isinstance(icount, str) or not icount or " " in icount):
         raise fail(f"{where}: icount must be a QEMU -icount value such as 'shift=auto'")
     multiplier = table.get("timeout_multiplier")
-    if multiplier is not None and (
-        isinstance(multiplier, bool) or not isinstance(multiplier, int | float) or multiplier <= 0
-    ):
-        raise fail(f"{where}: timeout_multiplier must be a positive number, got {multiplier!r}")
+    if multiplier is not None:
+        if isinstance(multiplier, bool) or not isinstance(multiplier, int | float):
+            raise fail(f"{where}: timeout_multiplier must be a number, got {multiplier!r}")
+        try:
+            parse_multiplier(multiplier)  # the one bound every multiplier has
+        except ConfigError as exc:
+            raise fail(f"{where}: {exc}") from None
     record = table.get("record")
     if record is not None and not isinstance(record, bool):
         raise fail(f"{where}: record must be true or false, got {record!r}")

@@ -35,7 +35,7 @@ from typing import Any
 
 from harness.contract.matcher import ProgressCallback
 from harness.contract.spec import Contract
-from harness.deadline import Deadline
+from harness.deadline import Deadline, parse_multiplier
 from harness.errors import ConfigError
 from harness.powercut.cut import TRIGGER_WAIT, await_early, await_trigger, cut_power, plan_cut
 from harness.powercut.fates import FATES, Resolution, resolve
@@ -114,8 +114,7 @@ class CampaignOptions:
             raise ConfigError(f"triggers must be among {TRIGGERS}, got {self.triggers}")
         if not self.own_cycles:
             raise ConfigError(f"no cycle of {self.cycles} falls to shard {self.shard}")
-        if self.multiplier <= 0:
-            raise ConfigError(f"timeout multiplier must be positive, got {self.multiplier}")
+        parse_multiplier(self.multiplier)  # raises ConfigError outside the one bound
 
 
 @dataclass

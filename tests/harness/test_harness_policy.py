@@ -219,7 +219,21 @@ def test_every_required_marker_needs_a_phase():
         ('extends = "default"', 'extends = "bigger"', "extends forms a cycle"),
         ('require = ["opt"]', 'require = ["zz"]', "require names no marker ['zz']"),
         ("memory_mib = 1024", "memory_mib = 8", "memory_mib must be an integer in 16..65536"),
-        ("timeout_multiplier = 2", "timeout_multiplier = 0", "positive number"),
+        (
+            "timeout_multiplier = 2",
+            "timeout_multiplier = 0",
+            "timeout multiplier must be a number in (0, 1000]",
+        ),
+        (
+            "timeout_multiplier = 2",
+            "timeout_multiplier = 5000",
+            "timeout multiplier must be a number in (0, 1000]",
+        ),
+        (
+            "timeout_multiplier = 2",
+            'timeout_multiplier = "2"',
+            "timeout_multiplier must be a number",
+        ),
         ("smp = 4", 'smp = 4\nicount = "shift auto"', "icount must be a QEMU -icount value"),
         ('optional = ["b"]', 'optional = ["b"]\nrequire = ["b"]', "both required and optional"),
     ],
