@@ -127,14 +127,7 @@ def junit_from_run(
         )
         for boot in boots
     ]
-    return write_junit(
-        path,
-        records,
-        lane.contract,
-        expected_boots=expected,
-        run=f"marker-contract.{lane.contract.profile_name}",
-        properties={"run": run_name, "nonce": nonce, "profile": lane.contract.profile_name},
-    )
+    return _write(path, records, lane, expected, {"run": run_name, "nonce": nonce})
 
 
 def junit_from_replay(path: Path, lane: Lane, run_dir: Path, expected: list[int]) -> Path | None:
@@ -156,13 +149,21 @@ def junit_from_replay(path: Path, lane: Lane, run_dir: Path, expected: list[int]
     records = [
         JunitBoot(b.number, b.matcher, note="replayed from the run directory") for b in replayed
     ]
+    return _write(path, records, lane, expected, {"run": run_dir.name})
+
+
+def _write(
+    path: Path, records: list[Any], lane: Lane, expected: list[int], properties: dict[str, str]
+) -> Path:
+    """The lane's JUnit file: one suite per boot, named after the lane's profile."""
+    profile = lane.contract.profile_name
     return write_junit(
         path,
         records,
         lane.contract,
         expected_boots=expected,
-        run=f"marker-contract.{lane.contract.profile_name}",
-        properties={"run": run_dir.name, "profile": lane.contract.profile_name},
+        run=f"marker-contract.{profile}",
+        properties={**properties, "profile": profile},
     )
 
 

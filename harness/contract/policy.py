@@ -25,13 +25,13 @@ from typing import Any
 from harness.errors import ContractError
 
 
-@dataclass(frozen=True)
-class Forbidden:
-    """A console line that must not appear in the boots it names (every boot if ``None``)."""
+class BootScoped:
+    """What a marker and a forbidden line share: a pattern, named by its id, and the boots it
+    applies to (``None``: every boot). The dataclasses below and ``spec.Marker`` declare the
+    two fields."""
 
     pattern: Any  # harness.contract.spec.Pattern (not imported: spec imports this module)
-    boots: frozenset[int] | None = None
-    reason: str = ""
+    boots: frozenset[int] | None
 
     @property
     def id(self) -> str:
@@ -39,6 +39,15 @@ class Forbidden:
 
     def in_boot(self, number: int) -> bool:
         return self.boots is None or number in self.boots
+
+
+@dataclass(frozen=True)
+class Forbidden(BootScoped):
+    """A console line that must not appear in the boots it names (every boot if ``None``)."""
+
+    pattern: Any
+    boots: frozenset[int] | None = None
+    reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import Any
 from harness.contract.phases import Phase, check_coverage, parse_phases
 from harness.contract.policy import (
     BootPolicy,
+    BootScoped,
     MatchPolicy,
     parse_boots,
     parse_max_count,
@@ -74,7 +75,7 @@ class Pattern:
 
 
 @dataclass(frozen=True)
-class Marker:
+class Marker(BootScoped):
     """An expected console line; see contract.toml for the fields."""
 
     pattern: Pattern
@@ -84,13 +85,6 @@ class Marker:
     same_across_boots: tuple[str, ...] = ()
     expect: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
     max_count: int | None = None  # arrivals allowed per boot (policy.py)
-
-    @property
-    def id(self) -> str:
-        return self.pattern.id
-
-    def in_boot(self, number: int) -> bool:
-        return self.boots is None or number in self.boots
 
 
 @dataclass(frozen=True)
