@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(qemu-system-arm qemu-system-misc qemu-utils nbdkit nbdkit-plugin-python)
+APT_PACKAGES=(qemu-system-arm qemu-system-misc qemu-utils qemu-user-static nbdkit nbdkit-plugin-python)
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 

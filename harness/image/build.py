@@ -6,8 +6,8 @@ Every input is reduced to a key, and each product is rebuilt only when its key c
 product         key covers                                              typical cost
 ==============  ======================================================  =======================
 package tree    the pins, the kernel module list                        fetch + unpack, ~6 s
-base segment    builder code, recipe, lock file                         ~0.5 s
-stdlib segment  base key + the computed kept-module set                 ~0.5 s (compiling .pyc)
+base segment    builder code, recipe, lock file, which compiler         ~0.5 s
+stdlib segment  base key + the computed kept-module set                 ~0.5 s (7 s riscv64)
 guest segment   always rebuilt when anything changed                    ~0.1 s
 ==============  ======================================================  =======================
 
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.image import cache, keys, layout, lock, manifest, stdlib
+from harness.image import bytecode, cache, keys, layout, lock, manifest, stdlib
 from harness.image.apt_sources import read_host_sources, select_archive_sources
 from harness.image.cpio import trailer
 from harness.image.errors import (
@@ -161,14 +161,16 @@ class ImageBuilder:
             raise ImageError(f"{recipe.lock_path} is missing after pinning")
         lock.check_matches(pins, lock.requested(recipe), recipe.lock_path)
 
-        compile_pyc = stdlib.host_can_compile(recipe.python.version)
-        if not compile_pyc:
+        same_python = stdlib.host_can_compile(recipe.python.version)
+        compiler = bytecode.label(recipe)
+        if compiler == "none":
             log.info(
-                "host Python is not %s: shipping sources, the guest compiles them at boot "
-                "(slower under TCG)",
+                "host Python is not %s and qemu-%s-static is not installed (qemu-user-static):"
+                " shipping sources, the guest compiles them at every boot (slower under TCG)",
                 recipe.python.version,
+                recipe.arch,
             )
-        base_key = keys.base_key(recipe, compile_pyc=compile_pyc)
+        base_key = keys.base_key(recipe, compiler=compiler)
         guest_key = keys.guest_key(self.guest_dir)
         image = self.image()
         previous = manifest.read(image.manifest)
@@ -202,9 +204,28 @@ class ImageBuilder:
                 )
             return trees[0]
 
-        base = self._base(recipe, base_key, tree, compile_pyc=compile_pyc)
+        maker = bytecode.LazyCompiler(recipe, lambda: tree().root, self.cache / "bytecode")
+        try:
+            return self._build(recipe, pins, image, base_key, guest_key, tree, same_python,
+                               None if compiler == "none" else maker.pyc)  # fmt: skip
+        finally:
+            maker.close()
+
+    def _build(
+        self,
+        recipe: Recipe,
+        pins: lock.Lock,
+        image: GuestImage,
+        base_key: str,
+        guest_key: str,
+        tree: Callable[[], PackageTree],
+        same_python: bool,
+        pyc: layout.PycMaker,
+    ) -> GuestImage:
+        """Make the segments that are not cached and write the initramfs and manifest."""
+        base = self._base(recipe, base_key, tree, pyc=pyc)
         with self.progress.step("stdlib closure"):
-            guest_stdlib = None if compile_pyc else tree().root / recipe.python.stdlib
+            guest_stdlib = None if same_python else tree().root / recipe.python.stdlib
             kept, guest_scan = kept_stdlib(
                 recipe,
                 self.guest_dir,
@@ -219,11 +240,11 @@ class ImageBuilder:
         std = None if self.force else self.store.load("stdlib", stdlib_key)
         if std is None:
             with self.progress.step(f"pack stdlib ({len(kept)} modules)"):
-                std = layout.build_stdlib(recipe, tree().root, kept, base, compile_pyc=compile_pyc)
+                std = layout.build_stdlib(recipe, tree().root, kept, base, pyc=pyc)
                 self.store.save("stdlib", stdlib_key, std)
 
         with self.progress.step("pack guest/ and write initramfs"):
-            guest = layout.build_guest(recipe, self.guest_dir, std, compile_pyc=compile_pyc)
+            guest = layout.build_guest(recipe, self.guest_dir, std, pyc=pyc)
             data = b"".join((base.data, std.data, guest.data, trailer()))
             cache.write_atomic(image.initramfs, data)
         manifest.write_image(
@@ -247,7 +268,7 @@ class ImageBuilder:
         base_key: str,
         tree: Callable[[], PackageTree],
         *,
-        compile_pyc: bool,
+        pyc: layout.PycMaker,
     ) -> layout.Segment:
         """The base segment (cached by ``base_key``) and ``vmlinuz`` next to it."""
         base = None if self.force else self.store.load("base", base_key)
@@ -260,7 +281,7 @@ class ImageBuilder:
         packages = tree()
         with self.progress.step("pack base (busybox, python, libs)"):
             base = layout.build_base(
-                recipe, packages.root, packages.release, packages.modules, compile_pyc=compile_pyc
+                recipe, packages.root, packages.release, packages.modules, pyc=pyc
             )
             package_scan = stdlib.scan_imports(
                 layout.package_sources(packages.root, recipe),

@@ -42,14 +42,15 @@ def builder_digest() -> str:
     return files_digest(_BUILDER_DIR, sorted(_BUILDER_DIR.glob("*.py")))
 
 
-def base_key(recipe: Recipe, *, compile_pyc: bool) -> str:
-    """The base segment: builder code, recipe, lock file, and whether .pyc are compiled."""
+def base_key(recipe: Recipe, *, compiler: str) -> str:
+    """The base segment: builder code, recipe, lock file, and which compiler makes the .pyc
+    (``host``, ``guest`` or ``none``: harness.image.bytecode)."""
     return digest(
         [
             builder_digest(),
             recipe.path.read_bytes(),
             recipe.lock_path.read_bytes(),
-            str(compile_pyc),
+            compiler,
         ]
     )
 

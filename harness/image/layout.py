@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -156,8 +156,12 @@ def package_sources(tree: Path, recipe: Recipe) -> list[Path]:
     return [path for _, path in _package_files(tree, recipe) if path.suffix == ".py"]
 
 
+#: Makes the ``.pyc`` of a source (named by its guest path); None: the image ships sources.
+PycMaker = Callable[[bytes, str], bytes] | None
+
+
 def build_base(
-    recipe: Recipe, tree: Path, release: str, module_paths: Sequence[str], *, compile_pyc: bool
+    recipe: Recipe, tree: Path, release: str, module_paths: Sequence[str], *, pyc: PycMaker
 ) -> Segment:
     """The base segment (see the module docstring)."""
     writer = CpioWriter(first_ino=1)
@@ -195,9 +199,9 @@ def build_base(
     for dest, source in _package_files(tree, recipe):
         target = f"{python.stdlib}/{dest}"
         data = source.read_bytes()
-        if source.suffix == ".py" and compile_pyc:
+        if source.suffix == ".py" and pyc is not None:
             target = target[: -len(".py")] + ".pyc"
-            data = stdlib.pyc_bytes(data, "/" + f"{python.stdlib}/{dest}")
+            data = pyc(data, "/" + f"{python.stdlib}/{dest}")
         elif elf.is_elf(data):
             binaries.append((dest, data))
         writer.file(target, data, stat.S_IMODE(source.stat().st_mode))
@@ -238,7 +242,7 @@ def build_stdlib(
     kept: Iterable[str],
     base: Segment,
     *,
-    compile_pyc: bool,
+    pyc: PycMaker,
 ) -> Segment:
     """The stdlib segment: the kept modules, found in the guest's own stdlib tree."""
     writer = CpioWriter(first_ino=base.next_ino, existing_dirs=base.dirs)
@@ -254,8 +258,8 @@ def build_stdlib(
         rel = item.relpath
         if item.compile:
             py_rel = rel[: -len(".pyc")] + ".py"
-            if compile_pyc:
-                data = stdlib.pyc_bytes(data, f"/{stdlib_dir}/{py_rel}")
+            if pyc is not None:
+                data = pyc(data, f"/{stdlib_dir}/{py_rel}")
             else:
                 rel = py_rel
         else:
@@ -297,9 +301,7 @@ def guest_files(guest_dir: Path) -> list[Path]:
     return sorted(stdlib.python_files(guest_dir) + data)
 
 
-def build_guest(
-    recipe: Recipe, guest_dir: Path, previous: Segment, *, compile_pyc: bool
-) -> Segment:
+def build_guest(recipe: Recipe, guest_dir: Path, previous: Segment, *, pyc: PycMaker) -> Segment:
     """The guest segment: ``guest/**.py`` plus their bytecode in ``__pycache__``, and the
     guest's data files."""
     writer = CpioWriter(first_ino=previous.next_ino, existing_dirs=previous.dirs)
@@ -311,11 +313,11 @@ def build_guest(
         source = path.read_bytes()
         dest = f"{base}/{rel.as_posix()}"
         writer.file(dest, source)
-        if compile_pyc and path.suffix == ".py":
+        if pyc is not None and path.suffix == ".py":
             cache = PurePosixPath(
                 base, rel.parent.as_posix(), "__pycache__", f"{rel.stem}.{tag}.pyc"
             )
-            writer.file(str(cache), stdlib.pyc_bytes(source, "/" + dest))
+            writer.file(str(cache), pyc(source, "/" + dest))
         count += 1
     return Segment(
         writer.getvalue(), writer.dirs, writer.next_ino, previous.libraries, {"files": count}

@@ -3,7 +3,7 @@
 import importlib.util
 from pathlib import Path
 
-from harness.image import layout
+from harness.image import layout, stdlib
 from harness.image.cpio import CpioWriter, read_entries, trailer
 from harness.image.recipe import load_recipe
 
@@ -29,7 +29,7 @@ def test_guest_segment_ships_sources_and_bytecode(tmp_path: Path) -> None:
     base.directory("usr/lib/python3.11")
     previous = layout.Segment(base.getvalue(), base.dirs, base.next_ino)
 
-    segment = layout.build_guest(recipe, guest, previous, compile_pyc=True)
+    segment = layout.build_guest(recipe, guest, previous, pyc=stdlib.pyc_bytes)
     entries = {e.name: e for e in read_entries(previous.data + segment.data + trailer())}
 
     root = "usr/lib/python3.11/guest"
@@ -48,7 +48,7 @@ def test_guest_segment_without_bytecode(tmp_path: Path) -> None:
     (tmp_path / "guest").mkdir()
     (tmp_path / "guest" / "__init__.py").write_text("")
     empty = layout.Segment(b"", frozenset(), 1)
-    segment = layout.build_guest(recipe, tmp_path / "guest", empty, compile_pyc=False)
+    segment = layout.build_guest(recipe, tmp_path / "guest", empty, pyc=None)
     names = [e.name for e in read_entries(segment.data + trailer())]
     assert names[-1] == "usr/lib/python3.11/guest/__init__.py"
     assert not any(name.endswith(".pyc") for name in names)
