@@ -30,6 +30,7 @@ from guest.statefs.layout import (
     KIND_TXN,
     OP_HEADER,
     OP_HEADER_BYTES,
+    RECORD_HEADER,
     RECORD_HEADER_BYTES,
     RECORD_MAGIC,
     RECORD_PLACE_END,
@@ -41,6 +42,10 @@ from guest.statefs.layout import (
     unpack_record_header,
 )
 from guest.statefs.paths import MAX_KEY_BYTES, NORMAL_ASCII_KEY, is_normal_key
+
+_unpack_header = RECORD_HEADER.unpack
+#: Where ``payload_bytes`` is in an unpacked header (by name, from the field table).
+_PAYLOAD_BYTES = RecordHeader._fields.index("payload_bytes")
 
 #: Device bytes read per request while replaying.
 READ_CHUNK_BYTES = 1 << 20
@@ -117,25 +122,29 @@ class _RegionReader:
         return self._buf[start:end]
 
 
-def _check_header(raw: memoryview, sb: Superblock) -> tuple[RecordHeader | None, str]:
+def _check_header(raw: memoryview, sb: Superblock) -> tuple[tuple[int, ...] | None, str]:
+    """The header's fields in ``RECORD_FIELDS`` order (a plain tuple: replay's inner loop
+    unpacks it into names; :class:`RecordHeader` costs a little per record), or a reason."""
     if len(raw) < RECORD_HEADER_BYTES:
         return None, "end of region"
     if raw[:4] != RECORD_MAGIC:
         return None, "zeros" if not any(raw) else "no record"
-    header = unpack_record_header(raw)
-    if header.payload_bytes > sb.record_limit - RECORD_HEADER_BYTES:
+    fields = _unpack_header(raw)
+    if fields[_PAYLOAD_BYTES] > sb.record_limit - RECORD_HEADER_BYTES:
         return None, "length out of bounds"
-    return header, ""
+    return fields, ""
 
 
-def _verify(reader: _RegionReader, offset: int, header: RecordHeader, sb: Superblock) -> bool:
+def _verify(
+    reader: _RegionReader, offset: int, payload_bytes: int, crc: int, sb: Superblock
+) -> bool:
     """True if the record at ``offset`` (header already unpacked) fits and its CRC verifies."""
-    total = RECORD_HEADER_BYTES + header.payload_bytes
+    total = RECORD_HEADER_BYTES + payload_bytes
     if offset + total > sb.region_bytes:
         return False
     # The CRC covers the header from CRC_COVERS_FROM and the payload, which are contiguous.
     covered = reader.view(offset + CRC_COVERS_FROM, total - CRC_COVERS_FROM)
-    return crc32c(covered, sb.salt) == header.crc
+    return crc32c(covered, sb.salt) == crc
 
 
 def _apply_ops(data: bytes, pos: int, end: int, op_count: int, live: dict[str, bytes]) -> int:
@@ -194,25 +203,24 @@ def replay(dev: BlockDevice, sb: Superblock) -> ReplayResult:
     start_lba = sb.region_start(sb.active_region)
     snapshot_end = sb.snapshot_sectors * sb.sector_size
     while True:
-        header, reason = _check_header(reader.view(offset, RECORD_HEADER_BYTES), sb)
-        if header is None:
+        fields, reason = _check_header(reader.view(offset, RECORD_HEADER_BYTES), sb)
+        if fields is None:
             break
-        if not _verify(reader, offset, header, sb):
+        # RECORD_FIELDS' names, in its order (plain names: this is replay's per-record path).
+        _magic, crc, epoch, rec_seq, kind, flags, reserved, op_count, payload_bytes = fields
+        if not _verify(reader, offset, payload_bytes, crc, sb):
             reason = "crc mismatch"
             break
-        if header.epoch != sb.epoch:
+        if epoch != sb.epoch:
             reason = "stale epoch"
             break
-        if header.seq != seq:
-            reason = "stale seq" if header.seq < seq else "seq ahead"
+        if rec_seq != seq:
+            reason = "stale seq" if rec_seq < seq else "seq ahead"
             break
         lba = start_lba + offset // ss
-        flags = header.flags
-        payload_bytes = header.payload_bytes
-        if header.reserved or header.kind != KIND_TXN:
+        if reserved or kind != KIND_TXN:
             raise CorruptionError(
-                f"record seq {seq} at LBA {lba}: unknown kind {header.kind} or non-zero "
-                f"reserved field",
+                f"record seq {seq} at LBA {lba}: unknown kind {kind} or non-zero reserved field",
                 lba=lba,
             )
         size = round_up(RECORD_HEADER_BYTES + payload_bytes, ss)
@@ -230,11 +238,11 @@ def replay(dev: BlockDevice, sb: Superblock) -> ReplayResult:
         payload_start = first + RECORD_HEADER_BYTES
         try:
             live_bytes += _apply_ops(
-                data, payload_start, payload_start + payload_bytes, header.op_count, live
+                data, payload_start, payload_start + payload_bytes, op_count, live
             )
         except ValueError as exc:
             raise CorruptionError(f"record seq {seq} at LBA {lba}: {exc}", lba=lba) from None
-        ops += header.op_count
+        ops += op_count
         records += 1
         seq += 1
         offset += round_up(RECORD_HEADER_BYTES + payload_bytes, ss)
@@ -296,8 +304,11 @@ def verified_records(dev: BlockDevice, sb: Superblock) -> list[RecordInfo]:
     found: list[RecordInfo] = []
     offset = 0
     while offset < sb.region_bytes:
-        header, _ = _check_header(reader.view(offset, RECORD_HEADER_BYTES), sb)
-        if header is None or not _verify(reader, offset, header, sb):
+        fields, _ = _check_header(reader.view(offset, RECORD_HEADER_BYTES), sb)
+        if fields is None:
+            break
+        header = RecordHeader._make(fields)
+        if not _verify(reader, offset, header.payload_bytes, header.crc, sb):
             break
         if header.epoch != sb.epoch or header.seq != len(found) + 1:
             break
@@ -345,7 +356,7 @@ def _scan_for_later_records(reader: _RegionReader, sb: Superblock, end: int, seq
                         "journal tail holds too many record-like sectors to check; "
                         "refusing to guess where it ends"
                     )
-                if _verify(reader, end + pos, header, sb):
+                if _verify(reader, end + pos, header.payload_bytes, header.crc, sb):
                     lba = sb.region_start(sb.active_region) + (end + pos) // ss
                     raise CorruptionError(
                         f"journal damaged at LBA {sb.region_start(sb.active_region) + end // ss}"

@@ -119,10 +119,10 @@ def _through(proxy_class: type, method: Callable, calls: Calls) -> Callable:
 def _replay_without_epoch_check() -> Callable:
     """The real ``replay`` with its epoch comparison made dead."""
     source = textwrap.dedent(inspect.getsource(replay_module.replay))
-    needle = "        if header.epoch != sb.epoch:\n"
+    needle = "        if epoch != sb.epoch:\n"
     if source.count(needle) != 1:
         raise AssertionError("replay's epoch check moved; update the no-epoch-check mutant")
-    source = source.replace(needle, "        if False and header.epoch != sb.epoch:\n")
+    source = source.replace(needle, "        if False and epoch != sb.epoch:\n")
     namespace = dict(vars(replay_module))
     exec(compile(source, replay_module.__file__, "exec"), namespace)
     return namespace["replay"]
