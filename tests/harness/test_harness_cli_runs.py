@@ -145,6 +145,27 @@ def test_markers_reads_a_console_file_of_any_name(tmp_path, capsys):
     assert "MISSING" in out
 
 
+def test_one_saved_console_is_judged_as_one_boot(tmp_path, capsys):
+    """A passing boot 1 saved under any name passes on its own: one console owes one boot,
+    not the whole contract (a run directory still owes every boot)."""
+    transcripts = Path(__file__).resolve().parent / "transcripts"
+    log = tmp_path / "saved-console.txt"
+    log.write_bytes((transcripts / "real_boot1.uart.log").read_bytes())
+    assert cli.main(["markers", str(log)]) == cli.EXIT_PASSED
+    out = capsys.readouterr().out
+    assert "one console: judged as boot 1" in out
+    assert "boots without a console record" not in out
+    boot2 = tmp_path / "boot2"
+    boot2.mkdir()
+    (boot2 / "uart.log").write_bytes((transcripts / "real_boot2.uart.log").read_bytes())
+    assert cli.main(["markers", str(boot2 / "uart.log")]) == cli.EXIT_PASSED
+    out = capsys.readouterr().out
+    assert "judged as boot 2" in out  # the bootN directory names the boot
+    assert "boot 2 (" in out and "boots without a console record" not in out
+    # Judged as boot 1 instead, boot 2's console lacks boot 1's proofs of a fresh store.
+    assert cli.main(["markers", str(boot2 / "uart.log"), "--boot", "1"]) == cli.EXIT_FAILED
+
+
 # -- checks before anything is created; one run per disk ---------------------------------------
 def test_missing_qemu_is_reported_before_a_run_directory_exists(
     tmp_path, runs, capsys, monkeypatch
