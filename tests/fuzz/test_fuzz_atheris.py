@@ -48,3 +48,15 @@ def test_atheris_entry_point(target):
     if cov:
         outcomes.note(f"{cov[-1]} coverage edges")
     outcomes.commit()
+
+
+def test_a_corpus_directory_is_made_on_first_use_and_kept(tmp_path: Path):
+    """The documented deep command names a corpus directory that a fresh checkout does not
+    have; libFuzzer alone would refuse it. The entry point makes it and the run fills it."""
+    corpus = tmp_path / "build" / "fuzz" / "keys"
+    command = [sys.executable, str(FUZZ_DIR / "atheris_keys.py"), "-runs=200", "-seed=1"]
+    proc = subprocess.run(
+        [*command, str(corpus)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert corpus.is_dir() and any(corpus.iterdir()), "the corpus kept nothing"
