@@ -41,7 +41,7 @@ def store_tables(doc: Doc) -> str:
                 fmt_rate(durable["median"]),
                 f"{paired_ratio(durable, physical):.2f}x",
                 fmt_rate(batched["median"]),
-                f"{batched['median'] / physical['median']:.0f}x",
+                f"{paired_ratio(batched, physical):.0f}x",  # per-run ratios, like durable
                 fmt_rate(gets["median"]),
             ]
         )
