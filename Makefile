@@ -6,9 +6,10 @@ PY      := $(VENV)/bin/python
 ARCH    ?= aarch64
 PYTEST_ARGS ?=
 # The riscv64 lane of `make test`: the two-boot contract and the short power-cut campaign,
-# on the riscv64 image (the aarch64 lane is the whole suite).
+# on the riscv64 image, and that image's bytecode (the aarch64 lane is the whole suite).
 RISCV64_LANE := tests/harness/test_harness_vm.py::test_qemu_test_script_passes_the_full_contract \
-	tests/powercut/test_powercut_vm.py::test_short_power_cut_campaign_loses_nothing
+	tests/powercut/test_powercut_vm.py::test_short_power_cut_campaign_loses_nothing \
+	tests/image/test_bytecode.py::test_the_image_ships_bytecode_whenever_a_compiler_exists
 
 .PHONY: help setup test unit lint fmt image qemu-test bench clean
 
@@ -38,7 +39,7 @@ unit: setup
 
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
-	$(PY) -m pytest -m qemu --qemu-arch riscv64 $(RISCV64_LANE) $(PYTEST_ARGS)
+	$(PY) -m pytest --qemu-arch riscv64 $(RISCV64_LANE) $(PYTEST_ARGS)
 
 image: setup
 	$(PY) -m harness image --arch $(ARCH)

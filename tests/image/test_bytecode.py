@@ -76,3 +76,23 @@ def test_who_compiles_which_image(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bytecode.shutil, "which", lambda name: None)
     assert bytecode.label(riscv64) == "none"
     assert bytecode.choose(riscv64, Path("/nonexistent"), Path("/nonexistent")) is None
+
+
+@pytest.mark.network
+def test_the_image_ships_bytecode_whenever_a_compiler_exists(guest_image, qemu_settings) -> None:
+    """The image of the session's architecture (``--qemu-arch``; the riscv64 lane runs this
+    too): sourceless stdlib ``.pyc`` and the guest's ``__pycache__`` when the build has a
+    compiler of the guest's Python, sources only when it has none, never a mix."""
+    from harness.image.cpio import read_entries
+
+    recipe = load_recipe(qemu_settings.arch)
+    names = {entry.name for entry in read_entries(Path(guest_image.initramfs).read_bytes())}
+    stdlib_dir = recipe.python.stdlib
+    tag = "cpython-" + recipe.python.version.replace(".", "")
+    guest_pyc = f"{stdlib_dir}/guest/statefs/__pycache__/store.{tag}.pyc"
+    if bytecode.label(recipe) == "none":
+        assert guest_pyc not in names and f"{stdlib_dir}/os.py" in names
+        assert not any(name.endswith(".pyc") for name in names)
+    else:
+        assert guest_pyc in names
+        assert f"{stdlib_dir}/os.pyc" in names and f"{stdlib_dir}/os.py" not in names
