@@ -330,13 +330,11 @@ def record_place(epoch: int, seq: int) -> bytes:
 _pack_op = OP_HEADER.pack
 
 
-def append_op(buf: bytearray, op: int, key: bytes, value: bytes = b"") -> int:
-    """Append one encoded operation to ``buf`` (the store's hot path: no temporary bytes);
-    returns its size."""
+def append_op(buf: bytearray, op: int, key: bytes, value: bytes = b"") -> None:
+    """Append one encoded operation to ``buf`` (the store's hot path: no temporary bytes)."""
     buf += _pack_op(op, 0, len(key), len(value))
     buf += key
     buf += value
-    return OP_HEADER_BYTES + len(key) + len(value)
 
 
 def encode_op(op: int, key: bytes, value: bytes = b"") -> bytes:

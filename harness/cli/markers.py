@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from harness.artifacts import UART_LOG, UART_TIMESTAMPS, default_runs_dir, latest_run
+from harness.artifacts import default_runs_dir, latest_run
 from harness.cli.common import EXIT_FAILED, EXIT_PASSED, add_contract_option
 from harness.contract.matcher import Outcome
 from harness.contract.profiles import DEFAULT_PROFILE, recorded_profile
@@ -61,7 +61,7 @@ def add_parser(commands: Any) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    from harness.contract.history import replay
+    from harness.contract.history import is_one_boot, replay
 
     path = args.path or latest_run()
     if path is None:
@@ -72,7 +72,7 @@ def command(args: argparse.Namespace) -> int:
     boots = replay(path, contract, boot=args.boot)
     out = ProgressPrinter()
     out.say(f"run: {path}  (profile {profile})")
-    lone = _is_one_boot(path)
+    lone = is_one_boot(path)
     if lone and args.boot is None and boots:
         out.say(f"one console: judged as boot {boots[0].number} (--boot N judges it as boot N)")
     passed = True
@@ -114,8 +114,3 @@ def command(args: argparse.Namespace) -> int:
         out.say(f"boots without a console record: {', '.join(map(str, sorted(expected - seen)))}")
         passed = False
     return EXIT_PASSED if passed else EXIT_FAILED
-
-
-def _is_one_boot(path: Path) -> bool:
-    """A console file of any name, or a boot directory (its own uart.log), not a run."""
-    return path.is_file() or (path / UART_LOG).is_file() or (path / UART_TIMESTAMPS).is_file()

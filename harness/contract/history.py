@@ -83,6 +83,11 @@ def read_console(directory: Path) -> Iterator[tuple[float | None, str]]:
         yield None, raw
 
 
+def is_one_boot(path: Path) -> bool:
+    """A console file of any name, or a boot directory (its own uart.log), not a run."""
+    return path.is_file() or (path / UART_LOG).is_file() or (path / UART_TIMESTAMPS).is_file()
+
+
 def recorded_boots(path: Path) -> list[RecordedBoot]:
     """The boots of a run directory in order, from run.json or the ``bootN`` names; a boot
     directory gives that one boot, and a console file (any name) that one console."""
@@ -104,7 +109,7 @@ def recorded_boots(path: Path) -> list[RecordedBoot]:
         if boots:
             return boots
     match = _BOOT_DIR.match(path.name)
-    if (path / UART_LOG).is_file() or (path / UART_TIMESTAMPS).is_file():
+    if is_one_boot(path):
         return [RecordedBoot(int(match[1]) if match else 1, path)]
     found = []
     for child in sorted(path.iterdir()):

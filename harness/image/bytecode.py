@@ -170,11 +170,15 @@ def user_emulator(arch: str) -> str | None:
     return shutil.which(f"qemu-{arch}-static")
 
 
-def guest_compiler(recipe: Recipe, tree: Path, cache_dir: Path) -> GuestCompiler | None:
-    """The guest's interpreter from ``tree`` under the user-mode emulator, or None."""
+def guest_compiler(
+    recipe: Recipe, package_tree: Callable[[], Path], cache_dir: Path
+) -> GuestCompiler | None:
+    """The guest's interpreter from the package tree under the user-mode emulator, or None
+    (no emulator: the tree is then not asked for, so not unpacked)."""
     emulator = user_emulator(recipe.arch)
     if emulator is None:
         return None
+    tree = package_tree()
     python = recipe.python
     interpreter = tree / python.interpreter
     loader = elf.interpreter(interpreter.read_bytes())
@@ -200,16 +204,12 @@ def guest_compiler(recipe: Recipe, tree: Path, cache_dir: Path) -> GuestCompiler
     return GuestCompiler(argv, env, cache_dir / f"{recipe.arch}-{python.version}")
 
 
-def choose(recipe: Recipe, tree: Path | None, cache_dir: Path) -> Compiler | None:
+def choose(recipe: Recipe, package_tree: Callable[[], Path], cache_dir: Path) -> Compiler | None:
     """The compiler this build can use (module docstring), or None: ship sources.
-
-    ``tree`` is the package tree, or None when the caller knows the host compiles (no tree
-    needs unpacking for that)."""
+    ``package_tree`` is called only when the guest's own interpreter is needed."""
     if stdlib.host_can_compile(recipe.python.version):
         return HostCompiler()
-    if tree is None:
-        return None
-    return guest_compiler(recipe, tree, cache_dir)
+    return guest_compiler(recipe, package_tree, cache_dir)
 
 
 def label(recipe: Recipe) -> str:
@@ -232,8 +232,7 @@ class LazyCompiler:
 
     def pyc(self, source: bytes, guest_path: str) -> bytes:
         if self._compiler is None:
-            host = stdlib.host_can_compile(self._recipe.python.version)
-            self._compiler = choose(self._recipe, None if host else self._tree(), self._cache_dir)
+            self._compiler = choose(self._recipe, self._tree, self._cache_dir)
             if self._compiler is None:
                 raise ImageError(f"no compiler for Python {self._recipe.python.version}")
         return self._compiler.pyc(source, guest_path)

@@ -75,7 +75,9 @@ def test_who_compiles_which_image(monkeypatch: pytest.MonkeyPatch) -> None:
     assert bytecode.label(riscv64) == "guest"
     monkeypatch.setattr(bytecode.shutil, "which", lambda name: None)
     assert bytecode.label(riscv64) == "none"
-    assert bytecode.choose(riscv64, Path("/nonexistent"), Path("/nonexistent")) is None
+    asked: list[str] = []
+    assert bytecode.choose(riscv64, lambda: asked.append("tree") or Path("/x"), Path("/x")) is None
+    assert asked == []  # no emulator: the package tree is not unpacked for nothing
 
 
 @pytest.mark.network
