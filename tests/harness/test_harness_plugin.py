@@ -350,7 +350,7 @@ def test_a_profile_puts_its_lane_on_every_vm_and_its_markers_in_qemu_contract(
     assert "profile=smp2 ($QEMU_PROFILE)" in out
 
 
-def test_no_profile_reads_no_contract_and_keeps_the_image_defaults(inner: pytest.Pytester):
+def test_no_profile_keeps_the_image_defaults(inner: pytest.Pytester):
     inner.makepyfile("""
         def test_show(qemu_settings):
             print("LANE", qemu_settings.profile, qemu_settings.machine_overrides())
